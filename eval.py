@@ -1,0 +1,17 @@
+"""Test a checkpoint: `python eval.py ckpt_path=<file.ckpt> [data=<its data set>]` (see conf/eval.yaml)."""
+import hydra
+from omegaconf import DictConfig
+
+from genlab.cli import user_errors_exit_cleanly
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="eval")
+@user_errors_exit_cleanly
+def main(cfg: DictConfig) -> None:
+    from genlab.pipeline import evaluate
+
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,13 @@
+"""The error types a user sees instead of a traceback."""
+
+
+class ConfigError(ValueError):
+    """A config value is invalid. The message reads `key: got VALUE, expected WHAT`."""
+
+    def __init__(self, key: str, value: object, expected: str):
+        self.key, self.value, self.expected = key, value, expected
+        super().__init__(f"{key}: got {value!r}, expected {expected}")
+
+
+class DataError(RuntimeError):
+    """A data set is missing, malformed or failed its checksum; the message names the file."""

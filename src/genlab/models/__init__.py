@@ -1,0 +1,4 @@
+"""Plain nn.Module families behind one registry; usable without Hydra."""
+from genlab.models.registry import available_models, build_model, count_parameters, model_knobs, register_model
+
+__all__ = ["available_models", "build_model", "count_parameters", "model_knobs", "register_model"]

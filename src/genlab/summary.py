@@ -1,0 +1,29 @@
+"""The table a user reads at the end of a run."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+
+def print_summary(title: str, metrics: dict[str, float], params: int, wall_time_s: float, run_dir: Path, notes: list[str]) -> None:
+    """Final metrics, size, time and where the outputs went; `notes` are extra lines (e.g. how to sync W&B)."""
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    rows = [
+        ("test accuracy", f"{metrics['test/acc']:.4f}"),
+        ("train accuracy (eval mode)", f"{metrics['train_eval/acc']:.4f}"),
+        ("generalization gap (train - test)", f"{metrics['gap/acc']:+.4f}"),
+        ("test loss", f"{metrics['test/loss']:.4f}"),
+        ("parameters", f"{params:,}"),
+        ("wall time", f"{wall_time_s:.1f} s"),
+        ("outputs", str(run_dir.resolve())),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    console = Console()
+    console.print(table)
+    for note in notes:
+        console.print(note, soft_wrap=True)

@@ -1,0 +1,41 @@
+"""W&B specifics: offline when there are no credentials, how to sync later, and closing the run per job."""
+from __future__ import annotations
+
+import netrc
+import os
+from pathlib import Path
+
+WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
+
+
+def wandb_credentials_available() -> bool:
+    """True when W&B could log online: WANDB_API_KEY is set or `wandb login` stored a key in ~/.netrc."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def wandb_should_run_offline() -> bool:
+    return os.environ.get("WANDB_MODE", "").lower() in ("offline", "dryrun") or not wandb_credentials_available()
+
+
+def offline_sync_hints(loggers: list) -> list[str]:
+    """For each offline W&B run, the command that uploads it later."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    if not wandb_should_run_offline():
+        return []
+    return [f"W&B ran offline; upload later with: wandb sync {Path(lg.experiment.dir).parent}"
+            for lg in loggers if isinstance(lg, WandbLogger)]
+
+
+def finish_wandb(loggers: list) -> None:
+    """Close W&B runs so the next job of a multirun starts its own run instead of appending to this one."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.experiment.finish()

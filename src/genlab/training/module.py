@@ -1,0 +1,88 @@
+"""The LightningModule: the training logic, and nothing else."""
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MaxMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from genlab.models import build_model
+from genlab.training.optim import build_optimizer, build_scheduler
+
+# dataloader index -> metric prefix, per stage; index 1 is always the fixed train_eval subset.
+EVAL_STAGES = {"val": ("val", "train_eval"), "test": ("test", "train_eval")}
+
+
+def accuracy_metrics(num_classes: int, prefix: str) -> MetricCollection:
+    """Top-1 accuracy, and top-5 when there are more than 5 classes."""
+    metrics = {"acc": MulticlassAccuracy(num_classes, top_k=1, average="micro")}
+    if num_classes > 5:
+        metrics["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
+    return MetricCollection(metrics, prefix=prefix)
+
+
+class ImageClassifier(L.LightningModule):
+    """Classifies images with a registry model; `model` is the full build spec, so a checkpoint rebuilds its network.
+
+    Args:
+        model: `build_model` arguments: name, in_channels, num_classes, image_size and the family's knobs.
+        optimizer: the optimizer config (see `build_optimizer`).
+        scheduler: the scheduler config (see `build_scheduler`).
+        data: what the model was trained on (data set name, seed), kept so eval and resume can check it.
+    """
+
+    def __init__(self, model: dict[str, Any], optimizer: dict[str, Any], scheduler: dict[str, Any], data: dict[str, Any]):
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = build_model(**model)
+        num_classes = model["num_classes"]
+        # keyed "on_<stage>": a bare "train" key would shadow nn.Module.train
+        self.metrics = nn.ModuleDict({f"on_{s}": accuracy_metrics(num_classes, f"{s}/") for s in ("train", "val", "train_eval", "test")})
+        self.val_acc_best = MaxMetric()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        logits = self(images)
+        loss = F.cross_entropy(logits, labels)
+        self._log_step("train", loss, logits, labels, on_step=True)
+        return loss
+
+    def on_train_start(self) -> None:
+        self.val_acc_best.reset()  # forget the sanity check's pass over untrained weights
+
+    def on_validation_epoch_end(self) -> None:
+        self.val_acc_best.update(self.metrics["on_val"]["acc"].compute())
+        self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
+
+    def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluate(EVAL_STAGES["val"][dataloader_idx], batch)
+
+    def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluate(EVAL_STAGES["test"][dataloader_idx], batch)
+
+    def _evaluate(self, stage: str, batch) -> None:
+        images, labels = batch
+        logits = self(images)
+        self._log_step(stage, F.cross_entropy(logits, labels), logits, labels, on_step=False)
+
+    def _log_step(self, stage: str, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, on_step: bool) -> None:
+        metrics = self.metrics[f"on_{stage}"]
+        metrics.update(logits.detach(), labels)
+        batch_size = labels.shape[0]
+        self.log(f"{stage}/loss", loss.detach(), on_step=on_step, on_epoch=True, batch_size=batch_size,
+                 sync_dist=not on_step, add_dataloader_idx=False, prog_bar=stage in ("train", "val"))
+        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=batch_size, add_dataloader_idx=False,
+                      prog_bar=stage == "val")
+
+    def configure_optimizers(self):
+        optimizer = build_optimizer(self.net, self.hparams.optimizer)
+        scheduler = build_scheduler(optimizer, self.hparams.scheduler, int(self.trainer.estimated_stepping_batches),
+                                    self.trainer.max_epochs or 1)
+        return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}

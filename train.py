@@ -1,0 +1,17 @@
+"""Train a model: `python train.py [group=option ...] [key=value ...]` (see conf/config.yaml)."""
+import hydra
+from omegaconf import DictConfig
+
+from genlab.cli import user_errors_exit_cleanly
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+@user_errors_exit_cleanly
+def main(cfg: DictConfig) -> float | None:
+    from genlab.pipeline import run  # imported here so `--help` and `--cfg` answer without loading torch
+
+    return run(cfg).get(cfg.optimized_metric)
+
+
+if __name__ == "__main__":
+    main()
