@@ -48,8 +48,8 @@ def validate_optimization(optimizer: DictConfig, scheduler: DictConfig, max_epoc
     require("optimizer.weight_decay", wd, _is_number(wd) and wd >= 0, "a number >= 0")
     require("scheduler.name", scheduler.name, scheduler.name in SCHEDULERS, f"one of {list(SCHEDULERS)}")
     warmup = scheduler.get("warmup_epochs", 0)
-    require("scheduler.warmup_epochs", warmup, _is_number(warmup) and 0 <= warmup < max_epochs,
-            f"a number in [0, trainer.max_epochs={max_epochs})")
+    require("scheduler.warmup_epochs", warmup, _is_number(warmup) and 0 <= warmup <= max_epochs,
+            f"a number in [0, trainer.max_epochs={max_epochs}]")
 
 
 def validate_trainer(trainer: DictConfig, cuda_available: bool) -> None:

@@ -1,0 +1,88 @@
+"""Every config option composes, validates and instantiates; bad values stop with one line naming the key."""
+from __future__ import annotations
+
+import pytest
+import torch
+from hydra.errors import ConfigCompositionException
+
+from genlab.config import validate
+from genlab.data.catalog import dataset_info
+from genlab.errors import ConfigError
+from genlab.pipeline import build_callbacks, build_datamodule, build_loggers, build_module, build_trainer
+from genlab.training.optim import build_optimizer, build_scheduler
+
+from conftest import CONF_DIR
+
+GROUPS = ["data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks"]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
+def test_every_option_composes_validates_and_instantiates(make_cfg, group, option):
+    if option == "gpu" and not torch.cuda.is_available():
+        pytest.skip("trainer=gpu needs a CUDA GPU")
+    cfg = make_cfg(f"{group}={option}", fast=False)
+    validate(cfg)
+    datamodule = build_datamodule(cfg.data, cfg.seed)
+    module = build_module(cfg, dataset_info(cfg.data.name))
+    loggers = build_loggers(cfg.get("logger"))
+    trainer = build_trainer(cfg, loggers, build_callbacks(cfg.get("callbacks"), bool(loggers)))
+    optimizer = build_optimizer(module.net, module.hparams.optimizer)
+    build_scheduler(optimizer, module.hparams.scheduler, total_steps=100, max_epochs=cfg.trainer.max_epochs)
+    assert datamodule.info.name == cfg.data.name and trainer.max_epochs == cfg.trainer.max_epochs
+
+
+def test_eval_config_composes(make_cfg):
+    cfg = make_cfg("ckpt_path=x.ckpt", fast=False, config_name="eval")
+    assert cfg.ckpt_path == "x.ckpt" and cfg.seed is None
+
+
+def test_unknown_group_option_lists_the_choices(make_cfg):
+    with pytest.raises(ConfigCompositionException) as err:
+        make_cfg("model=nope")
+    assert "simple_cnn" in str(err.value.__cause__ or err.value) or "Available options" in str(err.value.__cause__ or err.value)
+
+
+@pytest.mark.parametrize(
+    "override,key,expected",
+    [
+        ("optimizer.lr=-0.1", "optimizer.lr", "a number > 0"),
+        ("data.batch_size=0", "data.batch_size", "an integer >= 1"),
+        ("data.val_size=0", "data.val_size", "a count >= 1"),
+        ("trainer.max_epochs=0", "trainer.max_epochs", "an integer >= 1"),
+        ("trainer.precision=8", "trainer.precision", "one of"),
+        ("scheduler.warmup_epochs=100", "scheduler.warmup_epochs", "[0, trainer.max_epochs=30]"),
+        ("optimizer.weight_decay=-1", "optimizer.weight_decay", ">= 0"),
+        ("+model.depthh=3", "model.depthh", "a knob of simple_cnn"),
+    ],
+)
+def test_invalid_values_name_key_value_and_what_is_allowed(make_cfg, override, key, expected):
+    cfg = make_cfg(override, fast=False)
+    with pytest.raises(ConfigError) as err:
+        validate(cfg, cuda_available=False)
+    message = str(err.value)
+    assert message.startswith(f"{key}: got ") and expected in message
+    assert "\n" not in message
+
+
+def test_float16_autocast_is_rejected_on_cpu(make_cfg):
+    with pytest.raises(ConfigError, match=r"trainer.precision: got '16-mixed'.*CUDA"):
+        validate(make_cfg("trainer.precision=16-mixed", "trainer=cpu"), cuda_available=False)
+
+
+def test_model_knob_values_are_checked_when_built(make_cfg):
+    cfg = make_cfg("model=resnet", "model.depth=19")
+    with pytest.raises(ConfigError, match=r"model.depth: got 19, expected one of \[18, 34, 50\]"):
+        build_module(cfg, dataset_info("digits"))
+
+
+def test_val_size_larger_than_the_training_set_is_rejected_before_training(make_cfg):
+    cfg = make_cfg("data.val_size=5000")
+    validate(cfg)
+    datamodule = build_datamodule(cfg.data, cfg.seed)
+    datamodule.prepare_data()
+    with pytest.raises(ConfigError, match=r"data.val_size: got 5000, expected a count in \[1, 1436\]"):
+        datamodule.setup("fit")

@@ -1,0 +1,40 @@
+"""The real entry points as a user runs them: train.py, then eval.py on its checkpoint, and one bad value."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+
+def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "NO_ALBUMENTATIONS_UPDATE": "1"}
+    return subprocess.run([sys.executable, str(REPO / args[0]), *args[1:]], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_train_then_eval_reproduces_the_test_accuracy(tmp_path):
+    trained = run_script("train.py", "trainer.max_epochs=5", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    record = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert "Run summary" in trained.stdout and "test accuracy" in trained.stdout
+    assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))  # the default logger: W&B, offline here
+    evaluated = run_script("eval.py", f"ckpt_path={record['best_checkpoint']}", f"hydra.run.dir={tmp_path / 'eval'}",
+                           cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    again = json.loads((tmp_path / "eval" / "eval_results.json").read_text())
+    assert again["metrics"]["test/acc"] == pytest.approx(record["metrics"]["test/acc"], abs=1e-6)
+    assert again["metrics"]["train_eval/acc"] == pytest.approx(record["metrics"]["train_eval/acc"], abs=1e-6)
+
+
+def test_bad_value_stops_with_one_line_and_no_traceback(tmp_path):
+    result = run_script("train.py", "optimizer.lr=-1", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == "error: optimizer.lr: got -1, expected a number > 0"
+    assert "Traceback" not in result.stderr and not (tmp_path / "run" / "results.json").exists()

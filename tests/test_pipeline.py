@@ -1,0 +1,72 @@
+"""The pipeline in-process: real training on real data, the run record, and the loggers."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from genlab.pipeline import run
+
+from conftest import write_cifar10
+
+
+def test_default_run_learns_digits_and_writes_the_run_record(make_cfg):
+    cfg = make_cfg("trainer.max_epochs=8")
+    metrics = run(cfg)
+    assert metrics["test/acc"] >= 0.9  # real digits, real training
+    run_dir = Path(cfg.paths.output_dir)
+    record = json.loads((run_dir / "results.json").read_text())
+    assert record["schema_version"] == 1 and record["status"] == "completed" and record["seed"] == cfg.seed
+    assert record["metrics"] == pytest.approx(metrics)
+    assert record["metrics"]["gap/acc"] == pytest.approx(metrics["train_eval/acc"] - metrics["test/acc"])
+    assert record["model"]["params"] > 0 and record["wall_time_s"] > 0 and "torch" in record["packages"]
+    assert record["data"] == {"name": "digits", "train_size": 1293, "val_size": 144, "test_size": 360}
+    assert Path(record["best_checkpoint"]).is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert (run_dir / "config.yaml").is_file()
+    rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
+    epochs = {row["epoch"] for row in rows if row.get("val/acc")}
+    assert len(epochs) == 8 and any(row.get("train_eval/acc") for row in rows)
+
+
+def test_cifar10_resnet_trains_through_the_official_reader(make_cfg, tmp_path):
+    write_cifar10(tmp_path / "data", per_batch=16, test=16)
+    cfg = make_cfg("model=resnet", "data=cifar10", f"data.data_dir={tmp_path / 'data'}", "data.num_workers=0",
+                   "data.val_size=16", "data.batch_size=32", "model.width=8", "trainer.max_epochs=1",
+                   "data.pin_memory=false")
+    metrics = run(cfg)
+    assert 0.0 <= metrics["test/acc"] <= 1.0 and "test/acc_top5" in metrics
+
+
+def test_command_line_style_overrides_reach_the_run(make_cfg):
+    cfg = make_cfg("trainer.max_epochs=1", "data.batch_size=256", "optimizer=sgd", "optimizer.lr=3e-4", "seed=7",
+                   "trainer.precision=bf16-mixed", "scheduler=onecycle")
+    metrics = run(cfg)
+    record = json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())
+    assert record["seed"] == 7 and "test/acc" in metrics
+
+
+def test_wandb_runs_offline_without_a_key_and_never_writes_the_key(make_cfg, monkeypatch):
+    secret = "dummy0123456789abcdef0123456789abcdef0123"
+    monkeypatch.setenv("WANDB_API_KEY", secret)  # present, but WANDB_MODE=offline (conftest) keeps it offline
+    cfg = make_cfg("logger=wandb", "trainer.max_epochs=1")
+    run(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    (offline_run,) = (run_dir / "wandb").glob("offline-run-*")
+    assert list(offline_run.glob("*.wandb"))
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+
+
+def test_without_credentials_wandb_is_offline(monkeypatch, tmp_path):
+    from genlab.training.loggers import wandb_should_run_offline
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    assert wandb_should_run_offline()
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert not wandb_should_run_offline()
