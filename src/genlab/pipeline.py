@@ -89,6 +89,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
     datamodule = build_datamodule(cfg.data, cfg.seed)
     module = build_module(cfg, datamodule.info)
+    datamodule.prepare_data()
+    datamodule.setup("fit")  # split sizes are checked here, before any logger starts
     loggers = build_loggers(cfg.get("logger"))
     trainer = build_trainer(cfg, loggers, build_callbacks(cfg.get("callbacks"), bool(loggers)))
     for logger in loggers:
