@@ -26,9 +26,19 @@ def test_default_run_learns_digits_and_writes_the_run_record(make_cfg):
     assert record["data"] == {"name": "digits", "train_size": 1293, "val_size": 144, "test_size": 360}
     assert Path(record["best_checkpoint"]).is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert (run_dir / "config.yaml").is_file()
+    # generalization analysis: best and final epoch, calibration, robustness, per-class accuracy
+    assert {"final/test/acc", "final/gap/acc", "test/ece", "robust/acc_mean", "robust/jpeg_s5"} <= set(metrics)
+    assert 0 <= metrics["test/ece"] <= 1 and 0 <= metrics["robust/acc_mean"] <= 1
+    assert (run_dir / "confusion_matrix.png").stat().st_size > 0
+    per_class = record["per_class_acc"]
+    assert list(per_class) == [str(d) for d in range(10)]
+    test_counts = [36, 36, 35, 37, 36, 37, 36, 36, 35, 36]  # digits' fixed stratified test split
+    hits = sum(acc * n for acc, n in zip(per_class.values(), test_counts))
+    assert hits / 360 == pytest.approx(metrics["test/acc"], abs=1e-6)
     rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
     epochs = {row["epoch"] for row in rows if row.get("val/acc")}
     assert len(epochs) == 8 and any(row.get("train_eval/acc") for row in rows)
+    assert len({row["epoch"] for row in rows if row.get("gap_val/acc")}) == 8
 
 
 def test_cifar10_resnet_trains_through_the_official_reader(make_cfg, tmp_path):

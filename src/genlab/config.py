@@ -62,6 +62,15 @@ def validate_trainer(trainer: DictConfig, cuda_available: bool) -> None:
             "bf16-mixed or 32 on the CPU (float16 autocast needs a CUDA GPU)")
 
 
+def validate_analysis(analysis: DictConfig) -> None:
+    from genlab.analysis.corruptions import CORRUPTIONS
+
+    for name in analysis.corruptions:
+        require("analysis.corruptions", name, name in CORRUPTIONS, f"names from {list(CORRUPTIONS)}")
+    for severity in analysis.severities:
+        require("analysis.severities", severity, _is_int(severity) and 1 <= severity <= 5, "integers in 1..5")
+
+
 def validate(cfg: DictConfig, cuda_available: bool | None = None) -> None:
     """Check a composed config; raise ConfigError naming the first bad key."""
     if cuda_available is None:
@@ -73,3 +82,4 @@ def validate(cfg: DictConfig, cuda_available: bool | None = None) -> None:
     validate_model(cfg.model)
     validate_trainer(cfg.trainer, cuda_available)
     validate_optimization(cfg.optimizer, cfg.scheduler, cfg.trainer.max_epochs)
+    validate_analysis(cfg.analysis)

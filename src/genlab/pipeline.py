@@ -11,6 +11,7 @@ import lightning.pytorch as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from genlab.analysis.evaluation import confusion_matrix, per_class_accuracy, plot_confusion_matrix, predict, robustness
 from genlab.config import validate
 from genlab.data.catalog import DatasetInfo
 from genlab.data.datamodule import ImageDataModule
@@ -78,6 +79,26 @@ def test_metrics(trainer: L.Trainer, module: L.LightningModule, datamodule: Imag
     return metrics
 
 
+def analyse_generalization(module: ImageClassifier, datamodule: ImageDataModule, analysis: DictConfig, seed: int,
+                           run_dir: Path, loggers: list[Any]) -> tuple[dict[str, float], dict[str, float]]:
+    """Robustness metrics, and per-class test accuracy from a confusion matrix saved as PNG (and logged as an image)."""
+    images, labels = datamodule.test_set.images, datamodule.test_set.labels
+    metrics = {}
+    if analysis.robustness:
+        metrics = robustness(module.net, images, labels, datamodule.normalize, list(analysis.corruptions),
+                             list(analysis.severities), seed)
+    if not analysis.confusion_matrix:
+        return metrics, {}
+    info = datamodule.info
+    confusion = confusion_matrix(labels, predict(module.net, images, datamodule.normalize), info.num_classes)
+    png = plot_confusion_matrix(confusion, list(info.class_names), run_dir / "confusion_matrix.png")
+    for logger in loggers:
+        if hasattr(logger, "log_image"):
+            logger.log_image(key="confusion_matrix", images=[str(png)])
+    per_class = dict(zip(info.class_names, map(float, per_class_accuracy(confusion))))
+    return metrics, per_class
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train, test the best checkpoint, write results.json, and return the metrics (for Hydra sweepers)."""
     validate(cfg)
@@ -99,9 +120,14 @@ def run(cfg: DictConfig) -> dict[str, float]:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         val_acc_best = float(trainer.callback_metrics["val/acc_best"])
         best = (trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else "") or None
-        metrics = {**test_metrics(trainer, module, datamodule, best), "val/acc_best": val_acc_best}
+        # The last epoch's weights are tested first; testing `best` then loads those weights into the module.
+        final = {f"final/{k}": v for k, v in test_metrics(trainer, module, datamodule, None).items()}
+        metrics = {**test_metrics(trainer, module, datamodule, best), **final, "val/acc_best": val_acc_best}
+        robust, per_class = analyse_generalization(module, datamodule, cfg.analysis, cfg.seed, run_dir, loggers)
+        metrics.update(robust)
         for logger in loggers:
-            logger.log_metrics({k: v for k, v in metrics.items() if k.startswith("gap/")}, step=trainer.global_step)
+            logger.log_metrics({k: v for k, v in metrics.items() if k.startswith(("gap/", "robust/", "final/"))},
+                               step=trainer.global_step)
         sync_hints = offline_sync_hints(loggers)
     finally:
         finish_wandb(loggers)
@@ -113,6 +139,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         "task_name": cfg.task_name,
         "seed": cfg.seed,
         "metrics": metrics,
+        "per_class_acc": per_class,
         "model": {"name": cfg.model.name, "params": count_parameters(module.net)},
         "data": {"name": datamodule.info.name, "train_size": len(datamodule.train_set), "val_size": len(datamodule.val_set),
                  "test_size": len(datamodule.test_set)},

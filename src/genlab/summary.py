@@ -17,6 +17,8 @@ def print_summary(title: str, metrics: dict[str, float], params: int, wall_time_
         ("train accuracy (eval mode)", f"{metrics['train_eval/acc']:.4f}"),
         ("generalization gap (train - test)", f"{metrics['gap/acc']:+.4f}"),
         ("test loss", f"{metrics['test/loss']:.4f}"),
+        ("test calibration error (ECE)", f"{metrics['test/ece']:.4f}"),
+        *([("accuracy under corruptions", f"{metrics['robust/acc_mean']:.4f}")] if "robust/acc_mean" in metrics else []),
         ("parameters", f"{params:,}"),
         ("wall time", f"{wall_time_s:.1f} s"),
         ("outputs", str(run_dir.resolve())),

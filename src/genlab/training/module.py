@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MaxMetric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
 
 from genlab.models import build_model
 from genlab.training.optim import build_optimizer, build_scheduler
@@ -17,11 +17,16 @@ from genlab.training.optim import build_optimizer, build_scheduler
 EVAL_STAGES = {"val": ("val", "train_eval"), "test": ("test", "train_eval")}
 
 
-def accuracy_metrics(num_classes: int, prefix: str) -> MetricCollection:
-    """Top-1 accuracy, and top-5 when there are more than 5 classes."""
+CALIBRATION_BINS = 15
+
+
+def accuracy_metrics(num_classes: int, prefix: str, calibration: bool = False) -> MetricCollection:
+    """Top-1 accuracy, top-5 when there are more than 5 classes, and optionally expected calibration error."""
     metrics = {"acc": MulticlassAccuracy(num_classes, top_k=1, average="micro")}
     if num_classes > 5:
         metrics["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
+    if calibration:
+        metrics["ece"] = MulticlassCalibrationError(num_classes, n_bins=CALIBRATION_BINS, norm="l1")
     return MetricCollection(metrics, prefix=prefix)
 
 
@@ -41,7 +46,8 @@ class ImageClassifier(L.LightningModule):
         self.net = build_model(**model)
         num_classes = model["num_classes"]
         # keyed "on_<stage>": a bare "train" key would shadow nn.Module.train
-        self.metrics = nn.ModuleDict({f"on_{s}": accuracy_metrics(num_classes, f"{s}/") for s in ("train", "val", "train_eval", "test")})
+        self.metrics = nn.ModuleDict({f"on_{s}": accuracy_metrics(num_classes, f"{s}/", calibration=s == "test")
+                                      for s in ("train", "val", "train_eval", "test")})
         self.val_acc_best = MaxMetric()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -58,8 +64,11 @@ class ImageClassifier(L.LightningModule):
         self.val_acc_best.reset()  # forget the sanity check's pass over untrained weights
 
     def on_validation_epoch_end(self) -> None:
-        self.val_acc_best.update(self.metrics["on_val"]["acc"].compute())
+        val_acc = self.metrics["on_val"]["acc"].compute()
+        self.val_acc_best.update(val_acc)
         self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
+        # The test set is only touched at the end, so during training the gap is measured against val.
+        self.log("gap_val/acc", self.metrics["on_train_eval"]["acc"].compute() - val_acc, sync_dist=True)
 
     def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._evaluate(EVAL_STAGES["val"][dataloader_idx], batch)
