@@ -80,3 +80,15 @@ def test_without_credentials_wandb_is_offline(monkeypatch, tmp_path):
     assert wandb_should_run_offline()
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
     assert not wandb_should_run_offline()
+
+
+def test_multirun_jobs_are_grouped_by_sweep_and_tagged_by_their_overrides():
+    from omegaconf import OmegaConf
+
+    from genlab.training.loggers import sweep_group_and_tags
+
+    job = OmegaConf.create({"mode": "RunMode.MULTIRUN", "runtime": {"output_dir": "/o/multirun/2026-01-01_10-00-00/3"},
+                            "overrides": {"task": ["model.dropout=0.5", "seed=2", "x=" + "y" * 100]}})
+    group, tags = sweep_group_and_tags(job)
+    assert group == "2026-01-01_10-00-00" and tags[0] == "model.dropout=0.5" and len(tags) == 2 and len(tags[1]) == 64
+    assert sweep_group_and_tags(None) == (None, [])

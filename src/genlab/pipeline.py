@@ -19,7 +19,14 @@ from genlab.errors import ConfigError
 from genlab.models import count_parameters
 from genlab.records import SCHEMA_VERSION, git_state, package_versions, write_json_atomic
 from genlab.summary import print_summary
-from genlab.training.loggers import WANDB_LOGGER, finish_wandb, offline_sync_hints, wandb_should_run_offline
+from genlab.training.loggers import (
+    WANDB_LOGGER,
+    current_hydra_config,
+    finish_wandb,
+    offline_sync_hints,
+    sweep_group_and_tags,
+    wandb_should_run_offline,
+)
 from genlab.training.module import ImageClassifier
 
 def build_datamodule(data: DictConfig, seed: int) -> ImageDataModule:
@@ -53,9 +60,14 @@ def instantiate_enabled(section: DictConfig | None, **overrides: Any) -> list[An
 
 
 def build_loggers(section: DictConfig | None) -> list[Any]:
-    offline = {key: {"offline": wandb_should_run_offline()} for key, spec in (section or {}).items()
-               if spec and spec.get("_target_") == WANDB_LOGGER}
-    return instantiate_enabled(section, **offline)
+    """Instantiate the loggers; W&B goes offline without credentials and, in a multirun, is grouped by sweep."""
+    group, tags = sweep_group_and_tags(current_hydra_config())
+    wandb_settings = {}
+    for key, spec in (section or {}).items():
+        if spec and spec.get("_target_") == WANDB_LOGGER:
+            wandb_settings[key] = {"offline": wandb_should_run_offline(), "group": spec.get("group") or group,
+                                   "tags": [*(spec.get("tags") or []), *tags]}
+    return instantiate_enabled(section, **wandb_settings)
 
 
 def build_callbacks(section: DictConfig | None, have_loggers: bool) -> list[L.Callback]:

@@ -22,6 +22,27 @@ def wandb_should_run_offline() -> bool:
     return os.environ.get("WANDB_MODE", "").lower() in ("offline", "dryrun") or not wandb_credentials_available()
 
 
+WANDB_TAG_MAX = 64  # W&B rejects longer tags
+
+
+def sweep_group_and_tags(hydra_cfg) -> tuple[str | None, list[str]]:
+    """For a job of a Hydra multirun: the sweep dir's name as W&B group, and the job's overrides (seed aside) as tags.
+
+    The group comes from the job's own output dir (<sweep dir>/<job>), which is resolved per job under every launcher.
+    """
+    if hydra_cfg is None or str(hydra_cfg.mode) != "RunMode.MULTIRUN":
+        return None, []
+    group = Path(hydra_cfg.runtime.output_dir).parent.name
+    tags = [o[:WANDB_TAG_MAX] for o in hydra_cfg.overrides.task if not o.startswith(("seed=", "hydra."))]
+    return group, tags
+
+
+def current_hydra_config():
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get() if HydraConfig.initialized() else None
+
+
 def offline_sync_hints(loggers: list) -> list[str]:
     """For each offline W&B run, the command that uploads it later."""
     from lightning.pytorch.loggers import WandbLogger
