@@ -31,6 +31,7 @@ _ALLOWED_GLOBALS = {
     ("numpy._core.multiarray", "_reconstruct"),
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
+    ("_codecs", "encode"),  # how Python 3 writes bytes into protocol-2 pickles
 }
 
 
@@ -40,6 +41,10 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"forbidden global {module}.{name}")
         if name == "_reconstruct":
             return np.ndarray.__reduce__(np.empty(0))[0]  # numpy's own reconstructor, whatever its module path
+        if module == "_codecs":
+            import codecs
+
+            return codecs.encode
         return getattr(np, name)
 
 

@@ -94,8 +94,10 @@ class ImageDataModule(L.LightningDataModule):
         self._shift = -mean / std
 
     def prepare_data(self) -> None:
-        # Runs on one process per node: the download (if any) happens here, once.
-        self._splits = load_dataset(self.info.name, self.data_dir, self.download)
+        # Runs on one process per node: the download (if any) happens here, once. The pipeline calls it before
+        # any logger starts, so a missing data set stops a run before it creates a dashboard entry.
+        if self._splits is None and self.train_set is None:
+            self._splits = load_dataset(self.info.name, self.data_dir, self.download)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
