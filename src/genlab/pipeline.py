@@ -28,6 +28,7 @@ from genlab.training.loggers import (
     wandb_should_run_offline,
 )
 from genlab.training.module import ImageClassifier
+from genlab.training.regularization import apply_regularization
 
 def build_datamodule(data: DictConfig, seed: int) -> ImageDataModule:
     return ImageDataModule(
@@ -113,6 +114,7 @@ def analyse_generalization(module: ImageClassifier, datamodule: ImageDataModule,
 
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train, test the best checkpoint, write results.json, and return the metrics (for Hydra sweepers)."""
+    apply_regularization(cfg)
     validate(cfg)
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     run_dir = Path(cfg.paths.output_dir)
