@@ -50,6 +50,14 @@ def test_groups_by_the_keys_that_differ_and_keeps_failed_runs_apart(sweep):
     assert other.delta == pytest.approx(0.91 - 0.955) and 0 < other.p_value < 1
 
 
+def test_keys_determined_by_other_varying_keys_are_left_out():
+    def run(name, dropout, depth):
+        return Run("x", {"regularization.name": name, "model.dropout": dropout, "model.depth": depth, "seed": 1}, {}, "completed")
+
+    runs = [run("none", 0.0, 20), run("dropout", 0.5, 20), run("none", 0.0, 56), run("dropout", 0.5, 56)]
+    assert varying_keys(runs) == ["regularization.name", "model.depth"]
+
+
 def test_explicit_baseline_and_a_bad_one(sweep):
     runs = [load_local_run(d) for d in find_run_dirs([str(sweep)])]
     groups = rank_and_test(group_runs(runs, ["model.dropout"], "test/acc"), "test/acc", {"model.dropout": "0.0"})

@@ -49,9 +49,22 @@ def _show(value: Any) -> str:
 
 
 def varying_keys(runs: list[Run]) -> list[str]:
-    """Config keys whose values differ between runs, bookkeeping excluded."""
+    """The fewest config keys that tell the compared runs apart, bookkeeping excluded.
+
+    A key whose value is fully determined by keys already kept adds nothing (regularization.name=dropout already
+    says model.dropout=0.5), so it is left out; `*.name` keys are considered first, as they read best.
+    """
     keys = sorted({k for r in runs for k in r.config if not k.startswith(BOOKKEEPING)})
-    return [k for k in keys if len({_show(r.config.get(k)) for r in runs}) > 1]
+    differing = [k for k in keys if len({_show(r.config.get(k)) for r in runs}) > 1]
+    kept: list[str] = []
+    for key in sorted(differing, key=lambda k: (not k.endswith(".name"), k)):
+        seen: dict[tuple, str] = {}
+        for run in runs:
+            signature = tuple(_show(run.config.get(k)) for k in kept)
+            if seen.setdefault(signature, _show(run.config.get(key))) != _show(run.config.get(key)):
+                kept.append(key)
+                break
+    return kept
 
 
 def group_runs(runs: list[Run], by: list[str], metric: str) -> list[Group]:
