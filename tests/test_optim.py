@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from genlab.training.optim import WarmupSchedule, build_optimizer, build_scheduler, parameter_groups
+from genlab.training.optim import WarmupSchedule, build_optimizer, build_scheduler, parameter_groups, scale_learning_rate
 
 
 def tiny_net() -> nn.Module:
@@ -59,3 +59,9 @@ def test_onecycle_peaks_at_lr():
 
 def test_no_scheduler():
     assert build_scheduler(torch.optim.SGD(tiny_net().parameters(), lr=0.1), {"name": "none"}, 10, 1) is None
+
+
+@pytest.mark.parametrize("rule,batch,lr", [("none", 512, 0.1), ("linear", 512, 0.4), ("linear", 64, 0.05), ("sqrt", 512, 0.2)])
+def test_learning_rate_scales_with_the_global_batch(rule, batch, lr):
+    scaled = scale_learning_rate({"lr": 0.1, "lr_scaling": rule, "base_batch_size": 128, "momentum": 0.9}, batch)
+    assert scaled == {"lr": pytest.approx(lr), "momentum": 0.9}

@@ -8,7 +8,7 @@ from omegaconf import DictConfig
 from genlab.data.catalog import available_datasets
 from genlab.errors import ConfigError
 from genlab.models import model_knobs
-from genlab.training.optim import SCHEDULERS
+from genlab.training.optim import LR_SCALING, SCHEDULERS
 
 PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64", "64-true")
 CUDA_ONLY_PRECISIONS = ("16-mixed", "16-true")
@@ -46,6 +46,9 @@ def validate_optimization(optimizer: DictConfig, scheduler: DictConfig, max_epoc
     require("optimizer.lr", optimizer.lr, _is_number(optimizer.lr) and optimizer.lr > 0, "a number > 0")
     wd = optimizer.get("weight_decay", 0.0)
     require("optimizer.weight_decay", wd, _is_number(wd) and wd >= 0, "a number >= 0")
+    require("optimizer.lr_scaling", optimizer.lr_scaling, optimizer.lr_scaling in LR_SCALING, f"one of {list(LR_SCALING)}")
+    base = optimizer.base_batch_size
+    require("optimizer.base_batch_size", base, _is_int(base) and base >= 1, "an integer >= 1")
     require("scheduler.name", scheduler.name, scheduler.name in SCHEDULERS, f"one of {list(SCHEDULERS)}")
     warmup = scheduler.get("warmup_epochs", 0)
     require("scheduler.warmup_epochs", warmup, _is_number(warmup) and 0 <= warmup <= max_epochs,

@@ -28,6 +28,7 @@ from genlab.training.loggers import (
     wandb_should_run_offline,
 )
 from genlab.training.module import ImageClassifier
+from genlab.training.optim import scale_learning_rate
 from genlab.training.regularization import apply_regularization
 
 def build_datamodule(data: DictConfig, seed: int) -> ImageDataModule:
@@ -37,13 +38,20 @@ def build_datamodule(data: DictConfig, seed: int) -> ImageDataModule:
     )
 
 
+def global_batch_size(cfg: DictConfig) -> int:
+    """Images per optimizer step over all processes: data.batch_size is per device."""
+    devices = cfg.trainer.get("devices", 1)
+    per_node = devices if isinstance(devices, int) and devices > 0 else 1
+    return cfg.data.batch_size * per_node * cfg.trainer.get("num_nodes", 1) * cfg.trainer.get("accumulate_grad_batches", 1)
+
+
 def build_module(cfg: DictConfig, info: DatasetInfo) -> ImageClassifier:
     """The LightningModule, with the model shaped by the data set (channels, size, classes), never by hand."""
     model = OmegaConf.to_container(cfg.model, resolve=True)
     model.update(in_channels=info.channels, num_classes=info.num_classes, image_size=info.image_size)
     return ImageClassifier(
         model=model,
-        optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
+        optimizer=scale_learning_rate(OmegaConf.to_container(cfg.optimizer, resolve=True), global_batch_size(cfg)),
         scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True),
         data={"name": info.name, "seed": cfg.seed},
     )

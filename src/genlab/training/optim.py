@@ -11,6 +11,18 @@ from torch import nn
 from genlab.errors import ConfigError
 
 SCHEDULERS = ("none", "cosine", "step", "onecycle")
+LR_SCALING = ("none", "linear", "sqrt")
+SCALING_KEYS = ("lr_scaling", "base_batch_size")
+
+
+def scale_learning_rate(config: dict[str, Any], global_batch_size: int) -> dict[str, Any]:
+    """The optimizer config with lr scaled for the global batch size (linear: Goyal et al. 2017) and the
+    scaling keys removed, so what remains is what the optimizer is built with."""
+    scaled = {k: v for k, v in config.items() if k not in SCALING_KEYS}
+    rule, base = config.get("lr_scaling", "none"), config.get("base_batch_size", global_batch_size)
+    ratio = global_batch_size / base
+    scaled["lr"] = config["lr"] * {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[rule]
+    return scaled
 
 
 def parameter_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool) -> list[dict[str, Any]]:
