@@ -8,6 +8,7 @@ from omegaconf import DictConfig
 from genlab.data.catalog import available_datasets
 from genlab.errors import ConfigError
 from genlab.models import model_knobs
+from genlab.training.losses import LOSSES
 from genlab.training.optim import LR_SCALING, SCHEDULERS
 
 PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64", "64-true")
@@ -65,6 +66,15 @@ def validate_trainer(trainer: DictConfig, cuda_available: bool) -> None:
             "bf16-mixed or 32 on the CPU (float16 autocast needs a CUDA GPU)")
 
 
+def validate_loss(loss: DictConfig) -> None:
+    require("loss.name", loss.name, loss.name in LOSSES, f"one of {list(LOSSES)}")
+    ls = loss.label_smoothing
+    require("loss.label_smoothing", ls, _is_number(ls) and 0 <= ls < 1, "a number in [0, 1)")
+    require("loss.l1", loss.l1, _is_number(loss.l1) and loss.l1 >= 0, "a number >= 0")
+    gamma = loss.get("gamma", 0.0)
+    require("loss.gamma", gamma, _is_number(gamma) and gamma >= 0, "a number >= 0")
+
+
 def validate_analysis(analysis: DictConfig) -> None:
     from genlab.analysis.corruptions import CORRUPTIONS
 
@@ -85,4 +95,5 @@ def validate(cfg: DictConfig, cuda_available: bool | None = None) -> None:
     validate_model(cfg.model)
     validate_trainer(cfg.trainer, cuda_available)
     validate_optimization(cfg.optimizer, cfg.scheduler, cfg.trainer.max_epochs)
+    validate_loss(cfg.loss)
     validate_analysis(cfg.analysis)

@@ -54,6 +54,7 @@ def build_module(cfg: DictConfig, info: DatasetInfo) -> ImageClassifier:
         optimizer=scale_learning_rate(OmegaConf.to_container(cfg.optimizer, resolve=True), global_batch_size(cfg)),
         scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True),
         data={"name": info.name, "seed": cfg.seed},
+        loss=OmegaConf.to_container(cfg.loss, resolve=True),
     )
 
 

@@ -11,7 +11,9 @@ from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
 
 from genlab.models import build_model
+from genlab.training.losses import Objective
 from genlab.training.optim import build_optimizer, build_scheduler
+from genlab.training.regularization import l1_penalty
 
 # dataloader index -> metric prefix, per stage; index 1 is always the fixed train_eval subset.
 EVAL_STAGES = {"val": ("val", "train_eval"), "test": ("test", "train_eval")}
@@ -38,12 +40,17 @@ class ImageClassifier(L.LightningModule):
         optimizer: the optimizer config (see `build_optimizer`).
         scheduler: the scheduler config (see `build_scheduler`).
         data: what the model was trained on (data set name, seed), kept so eval and resume can check it.
+        loss: the training objective: name (cross_entropy | focal), label_smoothing, l1, and gamma for focal.
     """
 
-    def __init__(self, model: dict[str, Any], optimizer: dict[str, Any], scheduler: dict[str, Any], data: dict[str, Any]):
+    def __init__(self, model: dict[str, Any], optimizer: dict[str, Any], scheduler: dict[str, Any], data: dict[str, Any],
+                 loss: dict[str, Any] | None = None):
         super().__init__()
         self.save_hyperparameters()
         self.net = build_model(**model)
+        loss = dict(loss or {})
+        self.l1 = loss.pop("l1", 0.0)
+        self.objective = Objective(**loss)
         num_classes = model["num_classes"]
         # keyed "on_<stage>": a bare "train" key would shadow nn.Module.train
         self.metrics = nn.ModuleDict({f"on_{s}": accuracy_metrics(num_classes, f"{s}/", calibration=s == "test")
@@ -56,8 +63,10 @@ class ImageClassifier(L.LightningModule):
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         images, labels = batch
         logits = self(images)
-        loss = F.cross_entropy(logits, labels)
+        loss = self.objective(logits, labels)
         self._log_step("train", loss, logits, labels, on_step=True)
+        if self.l1:
+            loss = loss + self.l1 * l1_penalty(self.net)
         return loss
 
     def on_train_start(self) -> None:

@@ -15,6 +15,8 @@ FORWARDED = {
     "norm": "model.norm",
     "weight_decay": "optimizer.weight_decay",
     "max_grad_norm": "trainer.gradient_clip_val",
+    "label_smoothing": "loss.label_smoothing",
+    "l1": "loss.l1",
 }
 OFF_VALUES = (0, 0.0, "none")
 
