@@ -258,6 +258,8 @@ def print_table(header: list[str], rows: list[list[str]], sentence: str) -> None
     for row in rows:
         table.add_row(*row)
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)  # piped or logged: no terminal width to respect, so do not squeeze the table
     console.print(table)
     console.print(sentence, soft_wrap=True)
 

@@ -1,0 +1,38 @@
+"""A real sweep end to end: the ablation smoke multirun, then compare.py on its dir."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from statistics import mean
+
+import pytest
+
+from genlab.analysis.report import main
+
+from conftest import REPO
+
+
+@pytest.mark.slow
+def test_ablation_smoke_multirun_and_its_report(tmp_path):
+    sweep = tmp_path / "sweep"
+    env = {**os.environ, "WANDB_MODE": "offline", "NO_ALBUMENTATIONS_UPDATE": "1"}
+    result = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "-m", "experiment=regularization_ablation_smoke", f"hydra.sweep.dir={sweep}",
+         "logger=csv", "callbacks.rich_progress_bar.enabled=false", "trainer.enable_progress_bar=false"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = {int(p.parent.name): json.loads(p.read_text()) for p in sweep.glob("*/results.json")}
+    assert sorted(records) == [0, 1, 2, 3]
+
+    out = main([str(sweep)])
+    report = (out / "report.md").read_text()
+    by_strategy = {"none": [records[0], records[1]], "dropout": [records[2], records[3]]}  # jobs in sweep order
+    for strategy, group in by_strategy.items():
+        (row,) = [line for line in report.splitlines() if f"regularization.name={strategy} |" in line]
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[2] == "2" and cells[3] == "0"  # n seeds, failed
+        expected = mean(r["metrics"]["test/acc"] for r in group)
+        assert cells[4].startswith(f"{expected:.4f} ± ")
+    assert "Best: regularization.name=" in report and (out / "report.html").is_file()
