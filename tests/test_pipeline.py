@@ -92,3 +92,67 @@ def test_multirun_jobs_are_grouped_by_sweep_and_tagged_by_their_overrides():
     group, tags = sweep_group_and_tags(job)
     assert group == "2026-01-01_10-00-00" and tags[0] == "model.dropout=0.5" and len(tags) == 2 and len(tags[1]) == 64
     assert sweep_group_and_tags(None) == (None, [])
+
+
+def test_wandb_failing_at_init_falls_back_to_offline(make_cfg, monkeypatch, recwarn):
+    import wandb
+
+    real_init = wandb.init
+
+    def unreachable(**kwargs):
+        if kwargs.get("mode") != "offline":
+            raise wandb.errors.CommError("network unreachable")
+        return real_init(**kwargs)
+
+    monkeypatch.setattr(wandb, "init", unreachable)
+    monkeypatch.setattr("genlab.pipeline.wandb_should_run_offline", lambda: False)  # as if a key were set
+    cfg = make_cfg("logger=wandb", "trainer.max_epochs=1", "analysis.robustness=false")
+    metrics = run(cfg)
+    assert "test/acc" in metrics and list((Path(cfg.paths.output_dir) / "wandb").glob("offline-run-*"))
+    assert sum("could not start online" in str(w.message) for w in recwarn) == 1
+
+
+def test_wandb_failing_mid_run_never_stops_training(make_cfg, monkeypatch, recwarn):
+    from lightning.pytorch.loggers import WandbLogger
+
+    calls = {"n": 0}
+
+    original = WandbLogger.log_metrics
+
+    def flaky(self, metrics, step=None):
+        calls["n"] += 1
+        if calls["n"] >= 3:
+            raise ConnectionError("W&B service died")
+        return original(self, metrics, step)
+
+    monkeypatch.setattr(WandbLogger, "log_metrics", flaky)
+    cfg = make_cfg("logger=wandb", "trainer.max_epochs=2", "analysis.robustness=false")
+    metrics = run(cfg)
+    assert "test/acc" in metrics and json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())["status"] == "completed"
+    assert sum("W&B logging failed offline too" in str(w.message) for w in recwarn) == 1
+
+
+def test_non_finite_loss_marks_the_run_failed_and_keeps_the_last_good_checkpoint(make_cfg):
+    from genlab.errors import RunFailed
+
+    import torch
+
+    # a sane first epoch, then the step schedule multiplies lr by 1e6: the loss diverges in epoch 1
+    cfg = make_cfg("optimizer=sgd", "scheduler=step", "scheduler.step_size=1", "scheduler.gamma=1e6", "trainer.max_epochs=3")
+    with pytest.raises(RunFailed, match=r"train/loss is (nan|inf) at step \d+ \(epoch 1, batch \d+\)"):
+        run(cfg)
+    record = json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())
+    assert record["status"] == "failed" and "train/loss is" in record["error"] and record["metrics"] == {}
+    state = torch.load(record["last_checkpoint"], map_location="cpu", weights_only=False)["state_dict"]
+    assert state and all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())
+
+
+def test_unwritable_output_dir_is_rejected_before_training(make_cfg, tmp_path):
+    from genlab.errors import ConfigError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    cfg = make_cfg()
+    cfg.paths.output_dir = str(blocker / "run")
+    with pytest.raises(ConfigError, match=r"paths.output_dir: got '.*file/run', expected a writable directory"):
+        run(cfg)

@@ -5,20 +5,35 @@ import functools
 import os
 import sys
 
-from genlab.errors import ConfigError, DataError
+from genlab.errors import ConfigError, DataError, RunFailed
+
+
+def in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.initialized() and str(HydraConfig.get().mode) == "RunMode.MULTIRUN"
 
 
 def user_errors_exit_cleanly(main):
-    """Turn ConfigError/DataError into `error: …` on stderr and exit code 2 (full traceback with HYDRA_FULL_ERROR=1)."""
+    """User mistakes and failed runs end in one `error: …` line on stderr, not a traceback.
+
+    Bad config or data: exit code 2. A failed run (results.json says why): exit code 1, except inside a multirun,
+    where the job returns NaN so the sweep goes on and the report counts it as failed.
+    `HYDRA_FULL_ERROR=1` re-raises for the full traceback.
+    """
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
         try:
             return main(*args, **kwargs)
-        except (ConfigError, DataError) as err:
+        except (ConfigError, DataError, RunFailed) as err:
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
-            print(f"error: {err}", file=sys.stderr)
+            print(f"error: {err}", file=sys.stderr, flush=True)
+            if isinstance(err, RunFailed):
+                if in_multirun():
+                    return float("nan")
+                raise SystemExit(1) from None
             raise SystemExit(2) from None
 
     return wrapper

@@ -11,3 +11,11 @@ class ConfigError(ValueError):
 
 class DataError(RuntimeError):
     """A data set is missing, malformed or failed its checksum; the message names the file."""
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or infinite; the message names the step and the metric."""
+
+
+class RunFailed(RuntimeError):
+    """A run stopped without a result; its results.json says `status: failed` and why."""

@@ -1,6 +1,7 @@
 """The one place where a run is assembled: config -> data -> model -> module -> trainer -> results."""
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from datetime import datetime, timezone
@@ -15,7 +16,7 @@ from genlab.analysis.evaluation import confusion_matrix, per_class_accuracy, plo
 from genlab.config import validate
 from genlab.data.catalog import DatasetInfo
 from genlab.data.datamodule import ImageDataModule
-from genlab.errors import ConfigError
+from genlab.errors import ConfigError, NonFiniteLoss, RunFailed
 from genlab.models import count_parameters
 from genlab.records import SCHEMA_VERSION, git_state, package_versions, write_json_atomic
 from genlab.summary import print_summary
@@ -121,59 +122,93 @@ def analyse_generalization(module: ImageClassifier, datamodule: ImageDataModule,
     return metrics, per_class
 
 
+CHECKPOINT_COPIES = 3  # best + last + the one being written
+
+
+def prepare_run_dir(run_dir: Path, params: int) -> None:
+    """Fail before training if the run dir cannot be written or cannot hold the checkpoints."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError("paths.output_dir", str(run_dir), f"a writable directory ({err.strerror})") from err
+    # A checkpoint holds the weights and the optimizer state (up to 2 more tensors per weight for Adam), float32.
+    needed = CHECKPOINT_COPIES * params * 4 * 3
+    free = shutil.disk_usage(run_dir).free
+    if free < needed:
+        raise ConfigError("paths.output_dir", str(run_dir),
+                          f"a disk with at least {needed / 2**20:.0f} MiB free for checkpoints, found {free / 2**20:.0f} MiB")
+
+
+def fit_and_test(cfg: DictConfig, trainer: L.Trainer, module: ImageClassifier, datamodule: ImageDataModule,
+                 run_dir: Path, loggers: list[Any]) -> tuple[dict[str, float], str | None, dict[str, float]]:
+    """Train, then test the last epoch's and the best checkpoint's weights and analyse the best: (metrics, best, per-class)."""
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    val_acc_best = float(trainer.callback_metrics["val/acc_best"])
+    best = (trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else "") or None
+    # The last epoch's weights are tested first; testing `best` then loads those weights into the module.
+    final = {f"final/{k}": v for k, v in test_metrics(trainer, module, datamodule, None).items()}
+    metrics = {**test_metrics(trainer, module, datamodule, best), **final, "val/acc_best": val_acc_best}
+    robust, per_class = analyse_generalization(module, datamodule, cfg.analysis, cfg.seed, run_dir, loggers)
+    metrics.update(robust)
+    for logger in loggers:
+        logger.log_metrics({k: v for k, v in metrics.items() if k.startswith(("gap/", "robust/", "final/"))},
+                           step=trainer.global_step)
+    return metrics, best, per_class
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
-    """Train, test the best checkpoint, write results.json, and return the metrics (for Hydra sweepers)."""
+    """Train, test the best checkpoint, write results.json, and return the metrics (for Hydra sweepers).
+
+    A run whose loss turns non-finite still writes results.json, with `status: failed` and the reason, then raises
+    RunFailed.
+    """
     apply_regularization(cfg)
     validate(cfg)
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     run_dir = Path(cfg.paths.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule = build_datamodule(cfg.data, cfg.seed)
     module = build_module(cfg, datamodule.info)
+    prepare_run_dir(run_dir, count_parameters(module.net))
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     datamodule.prepare_data()
     datamodule.setup("fit")  # split sizes are checked here, before any logger starts
     loggers = build_loggers(cfg.get("logger"))
     trainer = build_trainer(cfg, loggers, build_callbacks(cfg.get("callbacks"), bool(loggers)))
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-        val_acc_best = float(trainer.callback_metrics["val/acc_best"])
-        best = (trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else "") or None
-        # The last epoch's weights are tested first; testing `best` then loads those weights into the module.
-        final = {f"final/{k}": v for k, v in test_metrics(trainer, module, datamodule, None).items()}
-        metrics = {**test_metrics(trainer, module, datamodule, best), **final, "val/acc_best": val_acc_best}
-        robust, per_class = analyse_generalization(module, datamodule, cfg.analysis, cfg.seed, run_dir, loggers)
-        metrics.update(robust)
-        for logger in loggers:
-            logger.log_metrics({k: v for k, v in metrics.items() if k.startswith(("gap/", "robust/", "final/"))},
-                               step=trainer.global_step)
-        sync_hints = offline_sync_hints(loggers)
-    finally:
-        finish_wandb(loggers)
-    if not trainer.is_global_zero:
-        return metrics
     record = {
         "schema_version": SCHEMA_VERSION,
-        "status": "completed",
         "task_name": cfg.task_name,
         "seed": cfg.seed,
-        "metrics": metrics,
-        "per_class_acc": per_class,
         "model": {"name": cfg.model.name, "params": count_parameters(module.net)},
         "data": {"name": datamodule.info.name, "train_size": len(datamodule.train_set), "val_size": len(datamodule.val_set),
                  "test_size": len(datamodule.test_set)},
-        "epochs": trainer.current_epoch,
-        "best_checkpoint": best,
-        "wall_time_s": time.perf_counter() - t0,
         "started_at": started.isoformat(),
         "command": sys.argv,
         "git": git_state(),
         "packages": package_versions(),
     }
+    try:
+        metrics, best, per_class = fit_and_test(cfg, trainer, module, datamodule, run_dir, loggers)
+        sync_hints = offline_sync_hints(loggers)
+    except NonFiniteLoss as err:
+        last_good = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
+        record.update(status="failed", error=str(err), metrics={}, epochs=trainer.current_epoch,
+                      last_checkpoint=last_good or None, wall_time_s=time.perf_counter() - t0)
+        if trainer.is_global_zero:
+            write_json_atomic(run_dir / "results.json", record)
+        raise RunFailed(f"{err}. Marked failed in {run_dir / 'results.json'}") from err
+    finally:
+        finish_wandb(loggers)
+    if not trainer.is_global_zero:
+        return metrics
+    record.update(status="completed", metrics=metrics, per_class_acc=per_class, epochs=trainer.current_epoch,
+                  best_checkpoint=best, wall_time_s=time.perf_counter() - t0)
     write_json_atomic(run_dir / "results.json", record)
     print_summary("Run summary", metrics, record["model"]["params"], record["wall_time_s"], run_dir, sync_hints)
     return metrics

@@ -1,11 +1,79 @@
-"""W&B specifics: offline when there are no credentials, how to sync later, and closing the run per job."""
+"""W&B specifics: offline without credentials, never fatal to training, grouped per sweep, synced later."""
 from __future__ import annotations
 
 import netrc
 import os
 from pathlib import Path
+from typing import Any
 
-WANDB_LOGGER = "lightning.pytorch.loggers.WandbLogger"
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers.logger import rank_zero_experiment
+from lightning.pytorch.utilities import rank_zero_warn
+
+WANDB_LOGGER = "genlab.training.loggers.ResilientWandbLogger"
+
+
+class ResilientWandbLogger(WandbLogger):
+    """A WandbLogger whose failures never stop training.
+
+    If W&B cannot start online, it starts offline (one warning). If a logging call fails mid-run, the run goes on
+    offline under the same run id, so `wandb sync` can upload it later (one warning); if even that fails, W&B is
+    switched off for the rest of the run. metrics.csv keeps everything either way.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._broken = False
+
+    @property
+    @rank_zero_experiment
+    def experiment(self):
+        try:
+            return super().experiment
+        except Exception as err:  # any failure of wandb.init: network, auth, service
+            if self._offline:
+                raise
+            self._go_offline(f"W&B could not start online ({err})")
+            return super().experiment
+
+    @property
+    def offline(self) -> bool:
+        return self._offline
+
+    def _go_offline(self, why: str) -> None:
+        rank_zero_warn(f"{why}; logging to W&B offline instead (upload later with `wandb sync`). Training goes on.")
+        self._offline = True
+        self._wandb_init["mode"] = "offline"
+        if self._experiment is not None:
+            self._wandb_init["id"] = getattr(self._experiment, "id", None) or self._wandb_init.get("id")
+            try:
+                self._experiment.finish()
+            except Exception:  # the failing run may not even finish; the offline one takes over regardless
+                pass
+            self._experiment = None
+
+    def _guarded(self, method, *args: Any, **kwargs: Any) -> None:
+        if self._broken:
+            return
+        try:
+            method(*args, **kwargs)
+            return
+        except Exception as err:
+            if self._offline:
+                self._broken = True
+                rank_zero_warn(f"W&B logging failed offline too ({err}); W&B is off for the rest of this run.")
+                return
+            self._go_offline(f"W&B logging failed ({err})")
+        self._guarded(method, *args, **kwargs)
+
+    def log_metrics(self, metrics, step=None) -> None:
+        self._guarded(super().log_metrics, metrics, step)
+
+    def log_hyperparams(self, params, *args: Any, **kwargs: Any) -> None:
+        self._guarded(super().log_hyperparams, params, *args, **kwargs)
+
+    def log_image(self, *args: Any, **kwargs: Any) -> None:
+        self._guarded(super().log_image, *args, **kwargs)
 
 
 def wandb_credentials_available() -> bool:
@@ -44,19 +112,16 @@ def current_hydra_config():
 
 
 def offline_sync_hints(loggers: list) -> list[str]:
-    """For each offline W&B run, the command that uploads it later."""
-    from lightning.pytorch.loggers import WandbLogger
-
-    if not wandb_should_run_offline():
-        return []
+    """For each W&B run that logged offline (no credentials, or a fallback), the command that uploads it later."""
     return [f"W&B ran offline; upload later with: wandb sync {Path(lg.experiment.dir).parent}"
-            for lg in loggers if isinstance(lg, WandbLogger)]
+            for lg in loggers if isinstance(lg, ResilientWandbLogger) and lg.offline and not lg._broken]
 
 
 def finish_wandb(loggers: list) -> None:
     """Close W&B runs so the next job of a multirun starts its own run instead of appending to this one."""
-    from lightning.pytorch.loggers import WandbLogger
-
     for logger in loggers:
-        if isinstance(logger, WandbLogger):
-            logger.experiment.finish()
+        if isinstance(logger, WandbLogger) and logger._experiment is not None:
+            try:
+                logger._experiment.finish()
+            except Exception as err:  # the dashboard must not fail a finished run
+                rank_zero_warn(f"W&B did not finish cleanly ({err}); sync the run dir later with `wandb sync`.")

@@ -1,0 +1,20 @@
+"""Callbacks that stop a run cleanly instead of letting it produce a silently wrong result."""
+from __future__ import annotations
+
+import lightning.pytorch as L
+import torch
+
+from genlab.errors import NonFiniteLoss
+
+
+class StopOnNonFiniteLoss(L.Callback):
+    """Stop at the first NaN/inf training loss, before any checkpoint can hold the diverged weights.
+
+    Checked every step: the last good checkpoint is then the last one written, and the message names the step.
+    """
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None and not torch.isfinite(loss).all():
+            raise NonFiniteLoss(f"train/loss is {loss.item()} at step {trainer.global_step - 1} (epoch {trainer.current_epoch}, "
+                                f"batch {batch_idx}); try a lower optimizer.lr or regularization.max_grad_norm")
