@@ -5,6 +5,7 @@ import argparse
 import base64
 import html
 import math
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -284,7 +285,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--by", help="comma-separated config keys to group by (default: every key that differs)")
     parser.add_argument("--baseline", help="key=value[,key=value] picking the baseline group (default: the best group)")
     parser.add_argument("--metric", default="test/acc", help="the metric that ranks groups (default: test/acc)")
-    parser.add_argument("--out", help="where report.md, report.html and the plots go (default: the first path, or .)")
+    parser.add_argument("--out", help="where report.md, report.html and the plots go (default: the common parent of the runs)")
     parser.add_argument("--log-wandb", metavar="PROJECT", help="also log the table and report to this W&B project")
     args = parser.parse_args(argv)
     if not args.paths and not args.wandb:
@@ -301,6 +302,14 @@ def load_runs(args: argparse.Namespace) -> list[Run]:
     return [load_local_run(d) for d in dirs]
 
 
+def default_out_dir(runs: list[Run]) -> Path:
+    """The deepest folder holding every run (a multirun dir), or the current dir for runs read from W&B."""
+    local = [Path(r.source) for r in runs if not r.source.startswith("wandb:")]
+    if not local:
+        return Path(".")
+    return Path(os.path.commonpath([p.parent for p in local])) if len(local) > 1 else local[0]
+
+
 def main(argv: list[str] | None = None) -> Path:
     """Build the report; returns the output dir."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
@@ -310,7 +319,7 @@ def main(argv: list[str] | None = None) -> Path:
     groups = rank_and_test(group_runs(runs, by, args.metric), args.metric, baseline)
     header, rows = table_rows(groups, args.metric)
     sentence = verdict(groups, args.metric)
-    out = Path(args.out or (args.paths[0] if args.paths and Path(args.paths[0]).is_dir() else "."))
+    out = Path(args.out or default_out_dir(runs))
     out.mkdir(parents=True, exist_ok=True)
     images = [p for p in (
         plot_learning_curves(groups, out / "learning_curves.png"),
