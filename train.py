@@ -1,11 +1,11 @@
-"""Train a model: `python train.py [group=option ...] [key=value ...]` (see conf/config.yaml)."""
+"""Train a model: `python train.py [group=option ...] [key=value ...]` (see conf/train.yaml)."""
 import hydra
 from omegaconf import DictConfig
 
 from genlab.cli import user_errors_exit_cleanly
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
 @user_errors_exit_cleanly
 def main(cfg: DictConfig) -> float | None:
     from genlab.pipeline import run  # imported here so `--help` and `--cfg` answer without loading torch

@@ -21,7 +21,7 @@ CONF_DIR = REPO / "conf"
 FAST = ["logger=csv", "callbacks.rich_progress_bar.enabled=false", "trainer.enable_progress_bar=false"]
 
 
-def compose_config(overrides: list[str], output_dir: Path, config_name: str = "config") -> DictConfig:
+def compose_config(overrides: list[str], output_dir: Path, config_name: str = "train") -> DictConfig:
     """Compose like `train.py` would; the `hydra:` resolvers that only exist under @hydra.main get real paths."""
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name, overrides=overrides)
@@ -33,9 +33,9 @@ def compose_config(overrides: list[str], output_dir: Path, config_name: str = "c
 
 @pytest.fixture
 def make_cfg(tmp_path):
-    """make_cfg(*overrides, fast=True, config_name="config") -> a composed config writing into tmp_path/run."""
+    """make_cfg(*overrides, fast=True, config_name="train") -> a composed config writing into tmp_path/run."""
 
-    def make(*overrides: str, fast: bool = True, config_name: str = "config") -> DictConfig:
+    def make(*overrides: str, fast: bool = True, config_name: str = "train") -> DictConfig:
         return compose_config([*(FAST if fast else []), *overrides], tmp_path / "run", config_name)
 
     return make

@@ -20,6 +20,7 @@ from genlab.errors import ConfigError, NonFiniteLoss, RunFailed
 from genlab.models import count_parameters
 from genlab.records import SCHEMA_VERSION, git_state, package_versions, write_json_atomic
 from genlab.summary import print_summary
+from genlab.training.ddp import isolated_distributed_job, launch_ddp_workers_as_this_job
 from genlab.training.loggers import (
     WANDB_LOGGER,
     current_hydra_config,
@@ -90,6 +91,8 @@ def build_callbacks(section: DictConfig | None, have_loggers: bool) -> list[L.Ca
 
 
 def build_trainer(cfg: DictConfig, loggers: list[Any], callbacks: list[L.Callback]) -> L.Trainer:
+    if current_hydra_config() is not None:
+        launch_ddp_workers_as_this_job()
     return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
 
 
@@ -165,6 +168,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
     A run whose loss turns non-finite still writes results.json, with `status: failed` and the reason, then raises
     RunFailed.
     """
+    with isolated_distributed_job():
+        return _run(cfg)
+
+
+def _run(cfg: DictConfig) -> dict[str, float]:
     apply_regularization(cfg)
     validate(cfg)
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
@@ -195,7 +203,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     }
     try:
         metrics, best, per_class = fit_and_test(cfg, trainer, module, datamodule, run_dir, loggers)
-        sync_hints = offline_sync_hints(loggers)
+        sync_hints = offline_sync_hints(loggers) if trainer.is_global_zero else []
     except NonFiniteLoss as err:
         last_good = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
         record.update(status="failed", error=str(err), metrics={}, epochs=trainer.current_epoch,
