@@ -56,4 +56,4 @@ def _builder(name: str) -> Builder:
 
 def _import_families() -> None:
     # Each family module registers itself on import.
-    from genlab.models import resnet, simple_cnn  # noqa: F401
+    from genlab.models import alexnet, lenet5, resnet, simple_cnn, vgg  # noqa: F401
