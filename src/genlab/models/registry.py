@@ -2,15 +2,26 @@
 from __future__ import annotations
 
 import inspect
-from typing import Callable
+from typing import Callable, NamedTuple
 
-from torch import nn
+from torch import Tensor, nn
 
 from genlab.errors import ConfigError
 
 Builder = Callable[..., nn.Module]
 _BUILDERS: dict[str, Builder] = {}
 DATA_ARGS = ("in_channels", "num_classes", "image_size")
+
+
+class LogitsWithAux(NamedTuple):
+    """What a model with auxiliary classifiers returns in training mode; in eval mode it returns `logits` alone.
+
+    The training loss is CE(logits) + aux_weight * sum(CE(a) for a in aux); `aux_weight` is the model's own knob.
+    """
+
+    logits: Tensor
+    aux: tuple[Tensor, ...]
+    aux_weight: float
 
 
 def register_model(name: str) -> Callable[[Builder], Builder]:
@@ -56,4 +67,4 @@ def _builder(name: str) -> Builder:
 
 def _import_families() -> None:
     # Each family module registers itself on import.
-    from genlab.models import alexnet, lenet5, resnet, simple_cnn, vgg  # noqa: F401
+    from genlab.models import alexnet, googlenet, lenet5, resnet, simple_cnn, vgg  # noqa: F401
