@@ -67,4 +67,4 @@ def _builder(name: str) -> Builder:
 
 def _import_families() -> None:
     # Each family module registers itself on import.
-    from genlab.models import alexnet, googlenet, lenet5, resnet, simple_cnn, vgg  # noqa: F401
+    from genlab.models import alexnet, googlenet, lenet5, preact_resnet, resnet, simple_cnn, vgg, wide_resnet  # noqa: F401
