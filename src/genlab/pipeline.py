@@ -15,7 +15,7 @@ from genlab.config import validate
 from genlab.data.catalog import DatasetInfo
 from genlab.data.datamodule import ImageDataModule
 from genlab.errors import ConfigError
-from genlab.models import count_parameters
+from genlab.models import count_flops, count_parameters
 from genlab.records import SCHEMA_VERSION, git_state, package_versions, write_json_atomic
 from genlab.summary import print_summary
 from genlab.training.loggers import WANDB_LOGGER, finish_wandb, offline_sync_hints, wandb_should_run_offline
@@ -38,6 +38,13 @@ def build_module(cfg: DictConfig, info: DatasetInfo) -> ImageClassifier:
         scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True),
         data={"name": info.name, "seed": cfg.seed},
     )
+
+
+def model_record(module: ImageClassifier) -> dict[str, Any]:
+    """The run record's model entry: family, size, and FLOPs of one forward pass on one image of the data set."""
+    spec = module.hparams.model
+    return {"name": spec["name"], "params": count_parameters(module.net),
+            "flops": count_flops(module.net, spec["in_channels"], spec["image_size"])}
 
 
 def instantiate_enabled(section: DictConfig | None, **overrides: Any) -> list[Any]:
@@ -111,7 +118,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         "task_name": cfg.task_name,
         "seed": cfg.seed,
         "metrics": metrics,
-        "model": {"name": cfg.model.name, "params": count_parameters(module.net)},
+        "model": model_record(module),
         "data": {"name": datamodule.info.name, "train_size": len(datamodule.train_set), "val_size": len(datamodule.val_set),
                  "test_size": len(datamodule.test_set)},
         "epochs": trainer.current_epoch,
@@ -123,7 +130,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         "packages": package_versions(),
     }
     write_json_atomic(run_dir / "results.json", record)
-    print_summary("Run summary", metrics, record["model"]["params"], record["wall_time_s"], run_dir, sync_hints)
+    print_summary("Run summary", metrics, record["model"], record["wall_time_s"], run_dir, sync_hints)
     return metrics
 
 
@@ -145,8 +152,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     metrics = test_metrics(trainer, module, datamodule, ckpt_path=None)
     run_dir = Path(cfg.paths.output_dir)
     record = {"schema_version": SCHEMA_VERSION, "status": "completed", "checkpoint": str(ckpt.resolve()), "seed": seed,
-              "metrics": metrics, "model": {"name": module.hparams.model["name"], "params": count_parameters(module.net)},
+              "metrics": metrics, "model": model_record(module),
               "wall_time_s": time.perf_counter() - t0, "git": git_state(), "packages": package_versions()}
     write_json_atomic(run_dir / "eval_results.json", record)
-    print_summary("Evaluation", metrics, record["model"]["params"], record["wall_time_s"], run_dir, [])
+    print_summary("Evaluation", metrics, record["model"], record["wall_time_s"], run_dir, [])
     return metrics

@@ -4,6 +4,7 @@ from __future__ import annotations
 import inspect
 from typing import Callable, NamedTuple
 
+import torch
 from torch import Tensor, nn
 
 from genlab.errors import ConfigError
@@ -56,6 +57,34 @@ def build_model(name: str, in_channels: int, num_classes: int, image_size: int, 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def count_flops(model: nn.Module, in_channels: int, image_size: int) -> int:
+    """FLOPs of one eval-mode forward pass on one image, by torch's flop counter (a multiply-add counts as 2).
+
+    Only convolutions and matrix products are counted (norms, activations and pools are not); works on meta-device
+    models, so a table of big networks costs no memory.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    param = next(model.parameters(), None)
+    x = torch.zeros(1, in_channels, image_size, image_size, device=param.device if param is not None else "cpu")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(x)
+    finally:
+        model.train(was_training)
+    return int(counter.get_total_flops())
+
+
+def format_flops(flops: int) -> str:
+    """1234567 -> '1.23 M'."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if flops >= scale:
+            return f"{flops / scale:.2f} {unit}"
+    return str(flops)
 
 
 def _builder(name: str) -> Builder:
