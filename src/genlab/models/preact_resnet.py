@@ -51,12 +51,15 @@ class PreActResNet(nn.Module):
             for j in range(count):
                 body.append(PreActBlock(layers, in_ch, ch, 2 if i > 0 and j == 0 else 1, block_dropout, next(rates)))
                 in_ch = ch
-        self.blocks = nn.Sequential(*body)
+        self.blocks = nn.ModuleList(body)  # a list, not a Sequential: diagnostics report per block
         self.head = nn.Sequential(layers.norm_layer(in_ch), layers.act(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                                   nn.Dropout(dropout), nn.Linear(in_ch, num_classes))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.blocks(self.stem(x)))
+        x = self.stem(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x)
 
 
 def build_preact(in_channels: int, num_classes: int, image_size: int, family: str, stem: int, channels: tuple[int, ...],

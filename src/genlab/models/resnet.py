@@ -99,11 +99,14 @@ class ResNet(nn.Module):
                 branch, out_ch = make_branch(layers, in_ch, width * 2**i, stride)
                 body.append(ResidualBlock(branch, shortcut(shortcut_kind, layers, in_ch, out_ch, stride), layers.act(), next(rates)))
                 in_ch = out_ch
-        self.blocks = nn.Sequential(*body)
+        self.blocks = nn.ModuleList(body)  # a list, not a Sequential: diagnostics report per block
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(in_ch, num_classes))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.blocks(self.stem(x)))
+        x = self.stem(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x)
 
 
 @register_model("resnet")

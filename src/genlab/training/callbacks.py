@@ -9,14 +9,13 @@ from torch import Tensor, nn
 def network_blocks(net: nn.Module) -> dict[str, nn.Module]:
     """The blocks a diagnostic reports on: the net's top-level children that have parameters.
 
-    A top-level container (Sequential, ModuleList, ModuleDict) of composite modules, such as ResNet's `blocks` or
-    GoogLeNet's `inceptions`, is opened one level, so each residual block or Inception module is its own entry.
+    Top-level ModuleLists and ModuleDicts are collections, not layers, so they are opened one level: each residual
+    block of a ResNet (`blocks.3`) and each Inception module of GoogLeNet (`inceptions.4a`) is its own entry.
     """
     blocks = {}
     for name, child in net.named_children():
-        opened = isinstance(child, (nn.Sequential, nn.ModuleList, nn.ModuleDict)) and any(
-            any(True for _ in grandchild.children()) for grandchild in child.children())
-        for sub_name, module in (child.named_children() if opened else [("", child)]):
+        members = child.named_children() if isinstance(child, (nn.ModuleList, nn.ModuleDict)) else [("", child)]
+        for sub_name, module in members:
             if any(True for _ in module.parameters()):
                 blocks[f"{name}.{sub_name}" if sub_name else name] = module
     return blocks
