@@ -180,18 +180,14 @@ def init_weights(model: nn.Module, scheme: str, activation: str, negative_slope:
                 nn.init.zeros_(m.bias)
 
 
-def zero_init_last(branch: nn.Module) -> None:
-    """Zero the last norm's scale in a residual branch (Goyal et al. 2017), or its last conv if no norm ends it.
-
-    The block then starts as the identity; with norm 'none' or a pre-activation branch, zeroing the conv does that.
-    """
-    for m in reversed(list(branch.modules())):
-        if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-            nn.init.zeros_(m.weight)
-            return
-        if isinstance(m, nn.Conv2d):
-            nn.init.zeros_(m.weight)
-            return
+def zero_init_branches(blocks: nn.ModuleList) -> None:
+    """Make every residual block start as the identity (Goyal et al. 2017): zero the scale of the last norm in its
+    `branch`, or, where no norm ends it (norm 'none', pre-activation blocks), the weights of its last conv."""
+    for block in blocks:
+        for m in reversed(list(block.branch.modules())):
+            if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.Conv2d)):
+                nn.init.zeros_(m.weight)
+                break
 
 
 def scaled(channels: int, multiplier: float) -> int:

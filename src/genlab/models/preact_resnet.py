@@ -16,7 +16,7 @@ from genlab.models.layers import (
     check_probability,
     drop_path_rates,
     init_weights,
-    zero_init_last,
+    zero_init_branches,
 )
 from genlab.models.registry import register_model
 
@@ -74,8 +74,7 @@ def build_preact(in_channels: int, num_classes: int, image_size: int, family: st
     net = PreActResNet(in_channels, num_classes, stem, channels, blocks, layers, block_dropout, drop_path, dropout)
     init_weights(net, init, activation, negative_slope)
     if zero_init_residual:
-        for block in net.blocks:
-            zero_init_last(block.branch)
+        zero_init_branches(net.blocks)
     return net
 
 

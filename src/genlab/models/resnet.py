@@ -20,7 +20,7 @@ from genlab.models.layers import (
     check_probability,
     drop_path_rates,
     init_weights,
-    zero_init_last,
+    zero_init_branches,
 )
 from genlab.models.registry import register_model
 
@@ -142,6 +142,5 @@ def resnet(
                  shortcut_kind if residual else "none", drop_path, dropout)
     init_weights(net, init, activation, negative_slope)
     if zero_init_residual:
-        for block in net.blocks:
-            zero_init_last(block.branch)
+        zero_init_branches(net.blocks)
     return net
