@@ -41,6 +41,17 @@ def make_cfg(tmp_path):
     return make
 
 
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op thread for the test: with two xdist workers on two cores, more threads only contend (often 10x slower)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _no_wandb_credentials(monkeypatch):
     """Tests never log online: W&B sees no key and runs offline."""

@@ -75,7 +75,7 @@ def test_float16_autocast_is_rejected_on_cpu(make_cfg):
 
 def test_model_knob_values_are_checked_when_built(make_cfg):
     cfg = make_cfg("model=resnet", "model.depth=19")
-    with pytest.raises(ConfigError, match=r"model.depth: got 19, expected one of \[18, 34, 50\]"):
+    with pytest.raises(ConfigError, match=r"model.depth: got 19, expected one of \[18, 20, 32, 34, 44, 50, 56, 110\]"):
         build_module(cfg, dataset_info("digits"))
 
 

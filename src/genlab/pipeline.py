@@ -17,7 +17,7 @@ from genlab.config import validate
 from genlab.data.catalog import DatasetInfo
 from genlab.data.datamodule import ImageDataModule
 from genlab.errors import ConfigError, NonFiniteLoss, RunFailed
-from genlab.models import count_parameters
+from genlab.models import count_flops, count_parameters
 from genlab.records import SCHEMA_VERSION, git_state, package_versions, write_json_atomic
 from genlab.summary import print_summary
 from genlab.training.ddp import isolated_distributed_job, launch_ddp_workers_as_this_job
@@ -58,6 +58,13 @@ def build_module(cfg: DictConfig, info: DatasetInfo) -> ImageClassifier:
         data={"name": info.name, "seed": cfg.seed},
         loss=OmegaConf.to_container(cfg.loss, resolve=True),
     )
+
+
+def model_record(module: ImageClassifier) -> dict[str, Any]:
+    """The run record's model entry: family, size, and FLOPs of one forward pass on one image of the data set."""
+    spec = module.hparams.model
+    return {"name": spec["name"], "params": count_parameters(module.net),
+            "flops": count_flops(module.net, spec["in_channels"], spec["image_size"])}
 
 
 def instantiate_enabled(section: DictConfig | None, **overrides: Any) -> list[Any]:
@@ -193,7 +200,7 @@ def _run(cfg: DictConfig) -> dict[str, float]:
         "schema_version": SCHEMA_VERSION,
         "task_name": cfg.task_name,
         "seed": cfg.seed,
-        "model": {"name": cfg.model.name, "params": count_parameters(module.net)},
+        "model": model_record(module),
         "data": {"name": datamodule.info.name, "train_size": len(datamodule.train_set), "val_size": len(datamodule.val_set),
                  "test_size": len(datamodule.test_set)},
         "started_at": started.isoformat(),
@@ -218,7 +225,7 @@ def _run(cfg: DictConfig) -> dict[str, float]:
     record.update(status="completed", metrics=metrics, per_class_acc=per_class, epochs=trainer.current_epoch,
                   best_checkpoint=best, wall_time_s=time.perf_counter() - t0)
     write_json_atomic(run_dir / "results.json", record)
-    print_summary("Run summary", metrics, record["model"]["params"], record["wall_time_s"], run_dir, sync_hints)
+    print_summary("Run summary", metrics, record["model"], record["wall_time_s"], run_dir, sync_hints)
     return metrics
 
 
@@ -240,8 +247,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     metrics = test_metrics(trainer, module, datamodule, ckpt_path=None)
     run_dir = Path(cfg.paths.output_dir)
     record = {"schema_version": SCHEMA_VERSION, "status": "completed", "checkpoint": str(ckpt.resolve()), "seed": seed,
-              "metrics": metrics, "model": {"name": module.hparams.model["name"], "params": count_parameters(module.net)},
+              "metrics": metrics, "model": model_record(module),
               "wall_time_s": time.perf_counter() - t0, "git": git_state(), "packages": package_versions()}
     write_json_atomic(run_dir / "eval_results.json", record)
-    print_summary("Evaluation", metrics, record["model"]["params"], record["wall_time_s"], run_dir, [])
+    print_summary("Evaluation", metrics, record["model"], record["wall_time_s"], run_dir, [])
     return metrics

@@ -2,13 +2,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from genlab.models import format_flops
 
-def print_summary(title: str, metrics: dict[str, float], params: int, wall_time_s: float, run_dir: Path, notes: list[str]) -> None:
-    """Final metrics, size, time and where the outputs went; `notes` are extra lines (e.g. how to sync W&B)."""
+
+def print_summary(title: str, metrics: dict[str, float], model: dict[str, Any], wall_time_s: float, run_dir: Path,
+                  notes: list[str]) -> None:
+    """Final metrics, model size and cost, time and where the outputs went; `notes` are extra lines (e.g. W&B sync).
+
+    `model` is the run record's model entry: name, params and flops (per image, one forward pass).
+    """
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(overflow="fold")
@@ -19,7 +26,9 @@ def print_summary(title: str, metrics: dict[str, float], params: int, wall_time_
         ("test loss", f"{metrics['test/loss']:.4f}"),
         ("test calibration error (ECE)", f"{metrics['test/ece']:.4f}"),
         *([("accuracy under corruptions", f"{metrics['robust/acc_mean']:.4f}")] if "robust/acc_mean" in metrics else []),
-        ("parameters", f"{params:,}"),
+        ("model", model["name"]),
+        ("parameters", f"{model['params']:,}"),
+        ("FLOPs per image (forward)", format_flops(model["flops"])),
         ("wall time", f"{wall_time_s:.1f} s"),
         ("outputs", str(run_dir.resolve())),
     ]

@@ -1,4 +1,14 @@
 """Plain nn.Module families behind one registry; usable without Hydra."""
-from genlab.models.registry import available_models, build_model, count_parameters, model_knobs, register_model
+from genlab.models.registry import (
+    LogitsWithAux,
+    available_models,
+    build_model,
+    count_flops,
+    count_parameters,
+    format_flops,
+    model_knobs,
+    register_model,
+)
 
-__all__ = ["available_models", "build_model", "count_parameters", "model_knobs", "register_model"]
+__all__ = ["LogitsWithAux", "available_models", "build_model", "count_flops", "count_parameters", "format_flops",
+           "model_knobs", "register_model"]

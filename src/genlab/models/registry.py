@@ -2,15 +2,27 @@
 from __future__ import annotations
 
 import inspect
-from typing import Callable
+from typing import Callable, NamedTuple
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from genlab.errors import ConfigError
 
 Builder = Callable[..., nn.Module]
 _BUILDERS: dict[str, Builder] = {}
 DATA_ARGS = ("in_channels", "num_classes", "image_size")
+
+
+class LogitsWithAux(NamedTuple):
+    """What a model with auxiliary classifiers returns in training mode; in eval mode it returns `logits` alone.
+
+    The training loss is CE(logits) + aux_weight * sum(CE(a) for a in aux); `aux_weight` is the model's own knob.
+    """
+
+    logits: Tensor
+    aux: tuple[Tensor, ...]
+    aux_weight: float
 
 
 def register_model(name: str) -> Callable[[Builder], Builder]:
@@ -47,6 +59,34 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def count_flops(model: nn.Module, in_channels: int, image_size: int) -> int:
+    """FLOPs of one eval-mode forward pass on one image, by torch's flop counter (a multiply-add counts as 2).
+
+    Only convolutions and matrix products are counted (norms, activations and pools are not); works on meta-device
+    models, so a table of big networks costs no memory.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    param = next(model.parameters(), None)
+    x = torch.zeros(1, in_channels, image_size, image_size, device=param.device if param is not None else "cpu")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(x)
+    finally:
+        model.train(was_training)
+    return int(counter.get_total_flops())
+
+
+def format_flops(flops: int) -> str:
+    """1234567 -> '1.23 M'."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if flops >= scale:
+            return f"{flops / scale:.2f} {unit}"
+    return str(flops)
+
+
 def _builder(name: str) -> Builder:
     _import_families()
     if name not in _BUILDERS:
@@ -56,4 +96,4 @@ def _builder(name: str) -> Builder:
 
 def _import_families() -> None:
     # Each family module registers itself on import.
-    from genlab.models import resnet, simple_cnn  # noqa: F401
+    from genlab.models import alexnet, googlenet, lenet5, preact_resnet, resnet, simple_cnn, vgg, wide_resnet  # noqa: F401

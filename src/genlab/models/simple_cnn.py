@@ -4,17 +4,12 @@ from __future__ import annotations
 from torch import nn
 
 from genlab.errors import ConfigError
-from genlab.models.layers import check_image_size, make_act, make_norm, make_pool
+from genlab.models.layers import Layers, check_image_size, check_positive, check_probability, init_weights
 from genlab.models.registry import register_model
 
 
-def _stage(in_ch: int, out_ch: int, kernel_size: int, norm: str, activation: str, pool: str) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(in_ch, out_ch, kernel_size, padding=kernel_size // 2, bias=norm == "none"),
-        make_norm(norm, out_ch),
-        make_act(activation),
-        make_pool(pool),
-    )
+def _stage(layers: Layers, in_ch: int, out_ch: int, kernel_size: int) -> nn.Sequential:
+    return nn.Sequential(*layers.conv_norm_act(in_ch, out_ch, kernel_size, padding=kernel_size // 2), layers.pool())
 
 
 @register_model("simple_cnn")
@@ -28,21 +23,26 @@ def simple_cnn(
     dropout: float = 0.0,
     norm: str = "none",
     activation: str = "relu",
+    negative_slope: float = 0.01,
+    conv: str = "standard",
+    dilation: int = 2,
     pool: str = "max",
+    init: str = "pytorch",
 ) -> nn.Module:
     """conv(width) -> conv(2*width), each followed by norm, activation and a 2x2 pool; then FC(hidden) -> FC(classes)."""
-    if kernel_size < 1 or kernel_size % 2 == 0:
+    if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
         raise ConfigError("model.kernel_size", kernel_size, "an odd integer >= 1 (keeps the spatial size)")
-    if not 0.0 <= dropout < 1.0:
-        raise ConfigError("model.dropout", dropout, "a probability in [0, 1)")
+    check_positive("model.width", width)
+    check_positive("model.hidden", hidden)
+    check_probability("model.dropout", dropout)
     check_image_size(image_size, 4, "simple_cnn")
+    layers = Layers(norm, activation, negative_slope, conv, dilation, pool)
     side = image_size // 4
-    return nn.Sequential(
-        _stage(in_channels, width, kernel_size, norm, activation, pool),
-        _stage(width, 2 * width, kernel_size, norm, activation, pool),
+    net = nn.Sequential(
+        _stage(layers, in_channels, width, kernel_size),
+        _stage(layers, width, 2 * width, kernel_size),
         nn.Flatten(),
-        nn.Linear(2 * width * side * side, hidden),
-        make_act(activation),
-        nn.Dropout(dropout),
-        nn.Linear(hidden, num_classes),
+        *layers.classifier(2 * width * side * side, [hidden], num_classes, dropout),
     )
+    init_weights(net, init, activation, negative_slope)
+    return net

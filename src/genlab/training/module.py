@@ -10,7 +10,7 @@ from torch import nn
 from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
 
-from genlab.models import build_model
+from genlab.models import LogitsWithAux, build_model
 from genlab.training.losses import Objective
 from genlab.training.optim import build_optimizer, build_scheduler
 from genlab.training.regularization import l1_penalty
@@ -57,14 +57,20 @@ class ImageClassifier(L.LightningModule):
                                       for s in ("train", "val", "train_eval", "test")})
         self.val_acc_best = MaxMetric()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor | LogitsWithAux:
+        """The net's output: logits, or in training mode `LogitsWithAux` for nets with auxiliary classifiers."""
         return self.net(x)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         images, labels = batch
-        logits = self(images)
+        output = self(images)
+        logits = output.logits if isinstance(output, LogitsWithAux) else output
         loss = self.objective(logits, labels)
-        self._log_step("train", loss, logits, labels, on_step=True)
+        self._log_step("train", loss, logits, labels, on_step=True)  # train/loss stays comparable with val/loss
+        if isinstance(output, LogitsWithAux):
+            aux_loss = output.aux_weight * sum(self.objective(aux, labels) for aux in output.aux)
+            self.log("train/aux_loss", aux_loss.detach(), on_step=True, on_epoch=True, batch_size=labels.shape[0])
+            loss = loss + aux_loss
         if self.l1:
             loss = loss + self.l1 * l1_penalty(self.net)
         return loss
