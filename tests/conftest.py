@@ -41,15 +41,14 @@ def make_cfg(tmp_path):
     return make
 
 
-@pytest.fixture
-def one_torch_thread():
-    """One intra-op thread for the test: with two xdist workers on two cores, more threads only contend (often 10x slower)."""
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread_per_worker():
+    """One intra-op thread per test process: two xdist workers on two cores only contend with more (often 10x slower)."""
     import torch
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
+        os.environ["OMP_NUM_THREADS"] = "1"  # and for the subprocesses tests start
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,6 @@ from genlab.errors import ConfigError
 from genlab.models import LogitsWithAux, available_models, build_model, model_knobs
 from genlab.models.layers import ACTIVATIONS, CONVS, NORMS, POOLS, DropPath, make_conv
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # Knobs that shrink each family to a few channels, so hundreds of combinations run in seconds.
 TINY = {

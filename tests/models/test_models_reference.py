@@ -13,7 +13,6 @@ from genlab.models.resnet import DEPTHS as RESNET_DEPTHS
 
 from conftest import REPO
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def params_on_meta(family: str, in_channels: int = 3, **knobs) -> int:

@@ -19,7 +19,6 @@ from genlab.training.module import ImageClassifier
 
 from conftest import CONF_DIR
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # Small enough for a one-epoch digits run in a few seconds on a CPU.
 SMALL = {

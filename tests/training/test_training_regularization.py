@@ -64,12 +64,10 @@ def test_default_leaves_the_model_as_configured(make_cfg):
     assert effective(make_cfg, "model=resnet", "regularization=none")["model.norm"] == "none"
 
 
-def test_a_knob_the_model_lacks_is_rejected(make_cfg):
-    cfg = make_cfg("model=resnet", "regularization=dropout")
-    if "dropout" in cfg.model:
-        pytest.skip("this resnet has a dropout knob")
-    with pytest.raises(ConfigError, match=r"regularization.dropout: got 0.5, expected null for model=resnet"):
-        apply_regularization(cfg)
+def test_a_knob_the_model_lacks_is_rejected_unless_it_asks_for_off(make_cfg):
+    with pytest.raises(ConfigError, match=r"regularization.drop_path: got 0.1, expected null for model=simple_cnn"):
+        apply_regularization(make_cfg("regularization=none", "regularization.drop_path=0.1"))
+    apply_regularization(make_cfg("regularization=none"))  # drop_path 0 on simple_cnn: already off
 
 
 def tiny() -> nn.Module:
