@@ -5,7 +5,13 @@ import functools
 import os
 import sys
 
+from omegaconf import OmegaConf
+
 from genlab.errors import ConfigError, DataError, RunFailed
+from genlab.resume import run_dir_for
+
+# conf/hydra/default.yaml names the run dir with this resolver, so a resumed run writes into the run it continues.
+OmegaConf.register_new_resolver("genlab_run_dir", run_dir_for, replace=True)
 
 
 def in_multirun() -> bool:

@@ -20,12 +20,16 @@ from genlab.errors import ConfigError, NonFiniteLoss, RunFailed
 from genlab.models import count_flops, count_parameters
 from genlab.records import SCHEMA_VERSION, git_state, package_versions, write_json_atomic
 from genlab.summary import print_summary
+from genlab.resume import check_checkpoint_fits, checkpoint_to_resume, resume_command
 from genlab.training.ddp import isolated_distributed_job, launch_ddp_workers_as_this_job
+from genlab.training.guards import INTERRUPTIONS
 from genlab.training.loggers import (
     WANDB_LOGGER,
     current_hydra_config,
     finish_wandb,
     offline_sync_hints,
+    remember_wandb_run,
+    resumed_wandb_id,
     sweep_group_and_tags,
     wandb_should_run_offline,
 )
@@ -78,14 +82,15 @@ def instantiate_enabled(section: DictConfig | None, **overrides: Any) -> list[An
     return objects
 
 
-def build_loggers(section: DictConfig | None) -> list[Any]:
-    """Instantiate the loggers; W&B goes offline without credentials and, in a multirun, is grouped by sweep."""
+def build_loggers(section: DictConfig | None, wandb_id: str | None = None) -> list[Any]:
+    """Instantiate the loggers; W&B goes offline without credentials, is grouped by sweep in a multirun, and
+    continues run `wandb_id` when a run is resumed."""
     group, tags = sweep_group_and_tags(current_hydra_config())
     wandb_settings = {}
     for key, spec in (section or {}).items():
         if spec and spec.get("_target_") == WANDB_LOGGER:
             wandb_settings[key] = {"offline": wandb_should_run_offline(), "group": spec.get("group") or group,
-                                   "tags": [*(spec.get("tags") or []), *tags]}
+                                   "tags": [*(spec.get("tags") or []), *tags], "id": wandb_id}
     return instantiate_enabled(section, **wandb_settings)
 
 
@@ -153,9 +158,9 @@ def prepare_run_dir(run_dir: Path, params: int) -> None:
 
 
 def fit_and_test(cfg: DictConfig, trainer: L.Trainer, module: ImageClassifier, datamodule: ImageDataModule,
-                 run_dir: Path, loggers: list[Any]) -> tuple[dict[str, float], str | None, dict[str, float]]:
+                 run_dir: Path, loggers: list[Any], resume_from: Path | None) -> tuple[dict[str, float], str | None, dict[str, float]]:
     """Train, then test the last epoch's and the best checkpoint's weights and analyse the best: (metrics, best, per-class)."""
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     val_acc_best = float(trainer.callback_metrics["val/acc_best"])
     best = (trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else "") or None
     # The last epoch's weights are tested first; testing `best` then loads those weights into the module.
@@ -190,12 +195,17 @@ def _run(cfg: DictConfig) -> dict[str, float]:
     module = build_module(cfg, datamodule.info)
     prepare_run_dir(run_dir, count_parameters(module.net))
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    resume_from = checkpoint_to_resume(cfg.get("ckpt_path"), cfg.get("resume", False), cfg.get("resume_dir"), run_dir)
+    if resume_from is not None:
+        check_checkpoint_fits(resume_from, module.hparams.model, datamodule.info.name)
     datamodule.prepare_data()
     datamodule.setup("fit")  # split sizes are checked here, before any logger starts
-    loggers = build_loggers(cfg.get("logger"))
+    loggers = build_loggers(cfg.get("logger"), resumed_wandb_id(run_dir) if resume_from else None)
     trainer = build_trainer(cfg, loggers, build_callbacks(cfg.get("callbacks"), bool(loggers)))
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    if trainer.is_global_zero:
+        remember_wandb_run(loggers, run_dir)
     record = {
         "schema_version": SCHEMA_VERSION,
         "task_name": cfg.task_name,
@@ -209,7 +219,7 @@ def _run(cfg: DictConfig) -> dict[str, float]:
         "packages": package_versions(),
     }
     try:
-        metrics, best, per_class = fit_and_test(cfg, trainer, module, datamodule, run_dir, loggers)
+        metrics, best, per_class = fit_and_test(cfg, trainer, module, datamodule, run_dir, loggers, resume_from)
         sync_hints = offline_sync_hints(loggers) if trainer.is_global_zero else []
     except NonFiniteLoss as err:
         last_good = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
@@ -218,6 +228,15 @@ def _run(cfg: DictConfig) -> dict[str, float]:
         if trainer.is_global_zero:
             write_json_atomic(run_dir / "results.json", record)
         raise RunFailed(f"{err}. Marked failed in {run_dir / 'results.json'}") from err
+    except INTERRUPTIONS as err:
+        if not trainer.interrupted:
+            raise
+        how = resume_command(run_dir)
+        record.update(status="interrupted", error=f"interrupted ({type(err).__name__}) at step {trainer.global_step}",
+                      metrics={}, epochs=trainer.current_epoch, resume_command=how, wall_time_s=time.perf_counter() - t0)
+        if trainer.is_global_zero:
+            write_json_atomic(run_dir / "results.json", record)
+        raise RunFailed(f"interrupted at step {trainer.global_step}; checkpoint saved. Resume with: {how}") from None
     finally:
         finish_wandb(loggers)
     if not trainer.is_global_zero:

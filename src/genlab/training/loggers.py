@@ -6,11 +6,36 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.loggers import WandbLogger
+import csv
+
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_warn
 
 WANDB_LOGGER = "genlab.training.loggers.ResilientWandbLogger"
+WANDB_RUN_ID_FILE = "wandb_run_id"  # in the run dir, so a resumed run continues the same W&B run
+
+
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer deletes an existing metrics.csv; this one appends, keeping the existing columns."""
+
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+                self.metrics_keys = sorted(csv.DictReader(file).fieldnames or [])
+
+
+class RunCSVLogger(CSVLogger):
+    """metrics.csv in the run dir, appended to when a run is resumed (Lightning's own would start it afresh)."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
 
 
 class ResilientWandbLogger(WandbLogger):
@@ -103,6 +128,18 @@ def sweep_group_and_tags(hydra_cfg) -> tuple[str | None, list[str]]:
     group = Path(hydra_cfg.runtime.output_dir).parent.name
     tags = [o[:WANDB_TAG_MAX] for o in hydra_cfg.overrides.task if not o.startswith(("seed=", "hydra."))]
     return group, tags
+
+
+def remember_wandb_run(loggers: list, run_dir: Path) -> None:
+    """Write the W&B run id into the run dir, for `resumed_wandb_id` when the run is resumed."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger) and getattr(logger.experiment, "id", None):
+            (run_dir / WANDB_RUN_ID_FILE).write_text(logger.experiment.id)
+
+
+def resumed_wandb_id(run_dir: Path) -> str | None:
+    path = run_dir / WANDB_RUN_ID_FILE
+    return path.read_text().strip() if path.is_file() else None
 
 
 def current_hydra_config():
