@@ -1,0 +1,23 @@
+"""The benchmark harnesses run (in quick mode): correctness of the harness only, never a timing assertion."""
+from __future__ import annotations
+
+import importlib.util
+import json
+
+from conftest import REPO
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_throughput_harness_measures_both_sides_and_writes_json(tmp_path):
+    rows = load("throughput").main(["--quick", "--preset", "simple_cnn_digits", "--device", "cpu", "--out", str(tmp_path)])
+    (row,) = rows
+    assert row["genlab_steps_per_s"] > 0 and row["raw_steps_per_s"] > 0
+    assert row["ratio"] == row["genlab_steps_per_s"] / row["raw_steps_per_s"]
+    saved = json.loads((tmp_path / "throughput-cpu-quick.json").read_text())
+    assert saved["quick"] is True and saved["rows"][0]["preset"] == "simple_cnn_digits"
