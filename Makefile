@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 TORCH  ?= torch==2.13.0
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: install train test test-fast clean
+.PHONY: install train test test-fast soak clean
 
 install: $(STAMP)
 
@@ -20,10 +20,13 @@ train: install
 	$(PY) train.py $(ARGS)
 
 test: install
-	$(PY) -m pytest -n 2 $(ARGS)
+	$(PY) -m pytest -n 2 -m "not soak" $(ARGS)
 
 test-fast: install
-	$(PY) -m pytest -n 2 -m "not slow" $(ARGS)
+	$(PY) -m pytest -n 2 -m "not slow and not soak" $(ARGS)
+
+soak: install
+	$(PY) -m pytest -m soak $(ARGS)
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache
