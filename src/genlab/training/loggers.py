@@ -60,3 +60,12 @@ def finish_wandb(loggers: list) -> None:
     for logger in loggers:
         if isinstance(logger, WandbLogger):
             logger.experiment.finish()
+
+
+def log_image_file(loggers: list, key: str, path: Path) -> None:
+    """Show an image file (a PNG the pipeline wrote) on the W&B dashboard; other loggers keep it in the run dir."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.log_image(key=key, images=[str(path)])
