@@ -92,6 +92,7 @@ def test_imagefolder_trains_in_a_worker_then_evaluates_with_flip_averaging(make_
 def test_synthetic_data_any_shape_with_class_weighted_loss(make_cfg):
     metrics, record, _ = train(make_cfg, "data=synthetic", "data.image_size=12", "data.channels=2", "data.num_classes=4",
                                "data.num_train=200", "data.num_test=40", "data.batch_size=32", "augmentation=none",
-                               "data.imbalance=4", "data.balance=loss")
+                               "data.imbalance=4", "data.balance=loss", "analysis.robustness=true")
+    assert 0 <= metrics["robust/acc_mean"] <= 1  # the corruptions (JPEG included) handle 2-channel images
     assert record["data"]["strategy"]["class_counts"] == [45, 28, 18, 11]  # 45 x 4^(-c/3), rounded
     assert record["data"]["strategy"]["imbalance_achieved"] == pytest.approx(45 / 11) and "test/acc_balanced" in metrics
