@@ -6,7 +6,7 @@ import numbers
 from omegaconf import DictConfig
 
 from genlab.data.augment import MAX_MAGNITUDE, PRESETS
-from genlab.data.catalog import available_datasets, dataset_info, dataset_options
+from genlab.data.catalog import available_datasets, dataset_info, dataset_options, options_in
 from genlab.data.strategies import BALANCE_MODES
 from genlab.errors import ConfigError
 from genlab.models import model_knobs
@@ -120,8 +120,7 @@ def validate_augmentation(aug: DictConfig, data: DictConfig) -> None:
             require(f"augmentation.transforms[{i}]", spec, hasattr(spec, "get") and isinstance(spec.get("_target_"), str),
                     "a transform with a _target_ (e.g. albumentations.HorizontalFlip) and its arguments")
     if aug.tta:
-        options = {k: data[k] for k in dataset_options(data.name) if k in data}
-        info = dataset_info(data.name, data.data_dir, **options)
+        info = dataset_info(data.name, data.data_dir, **options_in(data.name, data))
         require("augmentation.tta", aug.tta, info.flips_keep_label,
                 f"false for {data.name}: a mirrored image changes its label, so flip averaging would hurt")
 

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from genlab.analysis.evaluation import confusion_matrix, per_class_accuracy, plot_confusion_matrix, predict, robustness
 from genlab.config import validate, validate_augmentation, validate_data
 from genlab.data.augment import build_train_transform
-from genlab.data.catalog import dataset_info, dataset_options
+from genlab.data.catalog import dataset_info, options_in
 from genlab.data.datamodule import ImageDataModule
 from genlab.data.strategies import TrainingSetPlan
 from genlab.errors import ConfigError
@@ -43,7 +43,7 @@ PREVIEW_FILE = "augmentations.png"
 def build_datamodule(data: DictConfig, seed: int, augmentation: DictConfig | None = None,
                      plan: TrainingSetPlan | None = None) -> ImageDataModule:
     """The data module of `data`: its reader's options, the training-set plan and the augmentation policy (if any)."""
-    options = {key: data[key] for key in dataset_options(data.name) if key in data}
+    options = options_in(data.name, data)
     transform = None
     if augmentation is not None:
         info = dataset_info(data.name, data.data_dir, **options)

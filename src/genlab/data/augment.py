@@ -6,7 +6,7 @@ albumentations transforms written in YAML). Evaluation never augments: it only n
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -167,7 +167,3 @@ def custom_ops(config: Mapping[str, Any], info: DatasetInfo) -> list:
 def _describe(transforms: list) -> str:
     return "[" + ", ".join(type(t).__name__ for t in transforms) + "]"
 
-
-def preset_summary(transform: Callable | None) -> str:
-    """A one-line description of a built transform for logs and results."""
-    return "none" if transform is None else _describe(list(transform.compose.transforms))

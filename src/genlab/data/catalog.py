@@ -4,7 +4,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -69,6 +69,11 @@ def dataset_options(name: str) -> dict[str, Any]:
     """The options a data set's reader takes (its keyword-only parameters), with their defaults."""
     params = inspect.signature(_entry(name)[1]).parameters.values()
     return {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def options_in(name: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys of a data config (a mapping) that are options of its data set's reader."""
+    return {key: config[key] for key in dataset_options(name) if key in config}
 
 
 def dataset_info(name: str, data_dir: str | Path = ".", **options: Any) -> DatasetInfo:
