@@ -54,7 +54,7 @@ def build_train_transform(config: Mapping[str, Any], info: DatasetInfo, seed: in
         out = transform(blank)
     except Exception as err:  # albumentations raises many types; the user needs the policy and the message
         raise ConfigError(f"augmentation ({name})", _describe(transforms), f"transforms that accept uint8 images of shape "
-                          f"{blank.shape} ({type(err).__name__}: {err})") from err
+                          f"{blank.shape} ({type(err).__name__}: {_one_line(err)})") from err
     if not isinstance(out, np.ndarray) or out.shape != blank.shape or out.dtype != np.uint8:
         found = f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}"
         raise ConfigError(f"augmentation ({name})", _describe(transforms),
@@ -158,12 +158,15 @@ def custom_ops(config: Mapping[str, Any], info: DatasetInfo) -> list:
         try:
             ops.append(instantiate(spec, _convert_="all"))
         except Exception as err:  # Hydra wraps import and argument errors; show the entry and the cause
-            cause = err.__cause__ or err
             raise ConfigError(f"augmentation.transforms[{i}]", spec,
-                              f"an albumentations transform and its arguments ({cause})") from err
+                              f"an albumentations transform and its arguments ({_one_line(err.__cause__ or err)})") from err
     return ops
 
 
 def _describe(transforms: list) -> str:
     return "[" + ", ".join(type(t).__name__ for t in transforms) + "]"
 
+
+def _one_line(err: BaseException) -> str:
+    # Hydra and albumentations explain over several lines; a ConfigError is one line
+    return " ".join(str(err).split())
