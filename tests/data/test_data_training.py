@@ -5,10 +5,11 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from genlab.pipeline import evaluate, run
 
-from conftest import write_cifar10, write_cifar100, write_idx_set, write_imagefolder, write_svhn
+from conftest import write_cifar10, write_cifar100, write_idx_set, write_imagefolder, write_mnist, write_svhn
 
 # one quick epoch; the generalization analysis is tested elsewhere
 QUICK = ["trainer.max_epochs=1", "data.num_workers=0", "data.download=false", "analysis.robustness=false",
@@ -96,3 +97,38 @@ def test_synthetic_data_any_shape_with_class_weighted_loss(make_cfg):
     assert 0 <= metrics["robust/acc_mean"] <= 1  # the corruptions (JPEG included) handle 2-channel images
     assert record["data"]["strategy"]["class_counts"] == [45, 28, 18, 11]  # 45 x 4^(-c/3), rounded
     assert record["data"]["strategy"]["imbalance_achieved"] == pytest.approx(45 / 11) and "test/acc_balanced" in metrics
+
+
+def write_every_data_set(root: Path) -> Path:
+    write_cifar10(root, per_batch=8, test=10)
+    write_mnist(root, train=40, test=10)
+    write_idx_set(root, "fashion_mnist", train=40, test=10)
+    write_idx_set(root, "kmnist", train=40, test=10)
+    write_cifar100(root, train=100, test=20)
+    write_svhn(root, train=40, test=10)
+    write_imagefolder(root / "imagefolder", train=6, test=2)
+    return root
+
+
+@pytest.mark.slow  # 45 config compositions, ~12 s
+def test_every_data_set_with_every_augmentation_preset_takes_a_training_step(make_cfg, tmp_path):
+    from genlab.config import validate
+    from genlab.data.augment import PRESETS
+    from genlab.data.catalog import available_datasets
+    from genlab.pipeline import build_datamodule, build_module
+
+    root = write_every_data_set(tmp_path / "data")
+    for name in available_datasets():
+        data_dir = root / "imagefolder" if name == "imagefolder" else root
+        for preset in PRESETS:
+            cfg = make_cfg(f"data={name}", f"augmentation={preset}", f"data.data_dir={data_dir}", "data.val_size=10",
+                           "data.batch_size=8", "data.num_workers=0", "data.label_noise=0.1",
+                           "augmentation.mixup_alpha=0.2")
+            validate(cfg)
+            datamodule = build_datamodule(cfg.data, cfg.seed, cfg.augmentation)
+            datamodule.prepare_data()
+            datamodule.setup("fit")
+            module = build_module(cfg, datamodule)
+            module.log = module.log_dict = lambda *args, **kwargs: None  # outside a Trainer
+            batch = datamodule.on_after_batch_transfer(next(iter(datamodule.train_dataloader())), 0)
+            assert torch.isfinite(module.training_step(batch, 0)), (name, preset)
