@@ -104,3 +104,72 @@ def write_mnist(root: Path, train: int = 60, test: int = 20, seed: int = 0) -> P
         (folder / f"{prefix}-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(images)))
         (folder / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(labels)))
     return folder
+
+
+def write_idx_set(root: Path, folder: str, train: int = 60, test: int = 20, seed: int = 0) -> Path:
+    """An IDX data set (Fashion-MNIST, KMNIST: MNIST's four gzipped files) in root/<folder>/."""
+    rng = np.random.default_rng(seed)
+    target = root / folder
+    target.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", train), ("t10k", test)):
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        rng.shuffle(labels)
+        images = random_images(rng, labels, (28, 28))
+        (target / f"{prefix}-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(images)))
+        (target / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(labels)))
+    return target
+
+
+def write_cifar100(root: Path, train: int = 200, test: int = 40, seed: int = 0) -> Path:
+    """CIFAR-100's python format: root/cifar-100-python/{train,test,meta}, fine and coarse labels (protocol-2 pickles)."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, n in (("train", train), ("test", test)):
+        fine = np.arange(n) % 100
+        rng.shuffle(fine)
+        data = random_images(rng, fine % 10, (3072,))
+        batch = {b"filenames": [f"img_{i}.png".encode() for i in range(n)], b"batch_label": name.encode(),
+                 b"fine_labels": fine.tolist(), b"coarse_labels": (fine // 5).tolist(), b"data": data}
+        with open(folder / name, "wb") as f:
+            pickle.dump(batch, f, protocol=2)
+    with open(folder / "meta", "wb") as f:
+        pickle.dump({b"fine_label_names": [b"apple"] * 100, b"coarse_label_names": [b"fish"] * 20}, f, protocol=2)
+    return folder
+
+
+def svhn_arrays(n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """SVHN's .mat variables: X uint8 (32, 32, 3, N), y uint8 (N, 1) with 10 standing for digit 0."""
+    rng = np.random.default_rng(seed)
+    digits = np.arange(n) % 10
+    rng.shuffle(digits)
+    images = random_images(rng, digits, (32, 32, 3))
+    return {"X": np.ascontiguousarray(images.transpose(1, 2, 3, 0)), "y": np.where(digits == 0, 10, digits).astype(np.uint8)[:, None]}
+
+
+def write_svhn(root: Path, train: int = 60, test: int = 20, extra: int = 0, seed: int = 0) -> Path:
+    """SVHN's official files: root/svhn/{train,test[,extra]}_32x32.mat (MATLAB 5 format, as scipy.io.loadmat reads them)."""
+    from scipy.io import savemat
+
+    folder = root / "svhn"
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", train), ("test", test), ("extra", extra)):
+        if n:
+            savemat(folder / f"{split}_32x32.mat", svhn_arrays(n, seed + len(split)))
+    return folder
+
+
+def write_imagefolder(root: Path, classes=("cat", "dog", "fox"), train: int = 8, test: int = 3, size: int = 12,
+                      seed: int = 0) -> Path:
+    """root/{train,test}/<class>/*.png|jpg with images of a non-square size and both formats, as a user would have."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", train), ("test", test)):
+        for c, name in enumerate(classes):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                pixels = random_images(rng, np.array([c * 3]), (size, size + 4, 3))[0]
+                Image.fromarray(pixels).save(folder / f"img_{i}.{'png' if i % 2 else 'jpg'}")
+    return root

@@ -6,28 +6,29 @@ import torch
 from hydra.errors import ConfigCompositionException
 
 from genlab.config import validate
-from genlab.data.catalog import dataset_info
 from genlab.errors import ConfigError
 from genlab.pipeline import build_callbacks, build_datamodule, build_loggers, build_module, build_trainer
 from genlab.training.optim import build_optimizer, build_scheduler
 
-from conftest import CONF_DIR
+from conftest import CONF_DIR, write_imagefolder
 
-GROUPS = ["data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks"]
+GROUPS = ["data", "augmentation", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks"]
 
 
 def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml") if not p.stem.startswith("_"))  # _common: shared keys
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
-def test_every_option_composes_validates_and_instantiates(make_cfg, group, option):
+def test_every_option_composes_validates_and_instantiates(make_cfg, group, option, tmp_path):
     if option == "gpu" and not torch.cuda.is_available():
         pytest.skip("trainer=gpu needs a CUDA GPU")
-    cfg = make_cfg(f"{group}={option}", fast=False)
+    # an image folder's classes come from its folders, so it needs some
+    folder = [f"data.data_dir={write_imagefolder(tmp_path / 'images', train=1, test=1)}"] if option == "imagefolder" else []
+    cfg = make_cfg(f"{group}={option}", *folder, fast=False)
     validate(cfg)
-    datamodule = build_datamodule(cfg.data, cfg.seed)
-    module = build_module(cfg, dataset_info(cfg.data.name))
+    datamodule = build_datamodule(cfg.data, cfg.seed, cfg.augmentation)
+    module = build_module(cfg, datamodule)
     loggers = build_loggers(cfg.get("logger"))
     trainer = build_trainer(cfg, loggers, build_callbacks(cfg.get("callbacks"), bool(loggers)))
     optimizer = build_optimizer(module.net, module.hparams.optimizer)
@@ -76,7 +77,7 @@ def test_float16_autocast_is_rejected_on_cpu(make_cfg):
 def test_model_knob_values_are_checked_when_built(make_cfg):
     cfg = make_cfg("model=resnet", "model.depth=19")
     with pytest.raises(ConfigError, match=r"model.depth: got 19, expected one of \[18, 20, 32, 34, 44, 50, 56, 110\]"):
-        build_module(cfg, dataset_info("digits"))
+        build_module(cfg, build_datamodule(cfg.data, cfg.seed))
 
 
 def test_val_size_larger_than_the_training_set_is_rejected_before_training(make_cfg):

@@ -126,7 +126,8 @@ def test_mnist_bad_magic_truncation_and_count_mismatch(tmp_path):
 def test_missing_mnist_offline_lists_the_files_and_sources(tmp_path):
     with pytest.raises(DataError) as err:
         load_dataset("mnist", tmp_path, download=False)
-    assert all(name in str(err.value) for name in mnist.MNIST_FILES) and mnist.MNIST_MIRROR in str(err.value)
+    source = mnist.SOURCES["mnist"]
+    assert all(name in str(err.value) for name in source.md5) and source.mirror in str(err.value)
 
 
 def test_digits_split_is_fixed_and_stratified():

@@ -5,7 +5,9 @@ import numbers
 
 from omegaconf import DictConfig
 
-from genlab.data.catalog import available_datasets
+from genlab.data.augment import MAX_MAGNITUDE, PRESETS
+from genlab.data.catalog import available_datasets, dataset_info, dataset_options, options_in
+from genlab.data.strategies import BALANCE_MODES
 from genlab.errors import ConfigError
 from genlab.models import model_knobs
 from genlab.training.losses import LOSSES
@@ -28,13 +30,99 @@ def require(key: str, value: object, ok: bool, expected: str) -> None:
         raise ConfigError(key, value, expected)
 
 
+# Keys every data config has; any other key must be an option of its data set's reader.
+DATA_KEYS = ("name", "data_dir", "download", "batch_size", "val_size", "num_workers", "pin_memory",
+             "train_fraction", "train_size", "imbalance", "balance", "label_noise")
+# Data-set options (reader keyword arguments), checked by name: (is it valid?, what is expected).
+DATA_OPTIONS = {
+    "labels": (lambda v: v in ("fine", "coarse"), "fine or coarse"),
+    "extra": (lambda v: isinstance(v, bool), "true or false"),
+    "image_size": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "channels": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "num_classes": (lambda v: _is_int(v) and v >= 2, "an integer >= 2"),
+    "num_train": (lambda v: _is_int(v) and v >= 2, "an integer >= 2"),
+    "num_test": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "flips_keep_label": (lambda v: isinstance(v, bool), "true or false"),
+    "test_split": (lambda v: isinstance(v, str) and v not in ("", "train") and "/" not in v,
+                   "the name of a folder beside train/ (e.g. test or val)"),
+}
+
+
 def validate_data(data: DictConfig) -> None:
     require("data.name", data.name, data.name in available_datasets(), f"one of {available_datasets()}")
     require("data.batch_size", data.batch_size, _is_int(data.batch_size) and data.batch_size >= 1, "an integer >= 1")
     v = data.val_size
     require("data.val_size", v, (_is_int(v) and v >= 1) or (isinstance(v, float) and 0 < v < 1),
             "a count >= 1 or a fraction in (0, 1) of the training set")
-    require("data.num_workers", data.num_workers, _is_int(data.num_workers) and data.num_workers >= 0, "an integer >= 0")
+    w = data.num_workers
+    require("data.num_workers", w, w == "auto" or (_is_int(w) and w >= 0), "auto or an integer >= 0")
+    require("data.pin_memory", data.pin_memory, data.pin_memory == "auto" or isinstance(data.pin_memory, bool),
+            "auto, true or false")
+    f = data.get("train_fraction", 1.0)
+    require("data.train_fraction", f, _is_number(f) and 0 < f <= 1, "a fraction in (0, 1]")
+    size = data.get("train_size")
+    require("data.train_size", size, size is None or (_is_int(size) and size >= 1), "null or an integer >= 1")
+    require("data.train_size", size, size is None or f == 1, f"null when data.train_fraction is set (got {f}): choose one")
+    r = data.get("imbalance", 1.0)
+    require("data.imbalance", r, _is_number(r) and r >= 1, "a max/min class-count ratio >= 1 (1 = unchanged)")
+    b = data.get("balance", "none")
+    require("data.balance", b, b in BALANCE_MODES, f"one of {list(BALANCE_MODES)}")
+    noise = data.get("label_noise", 0.0)
+    require("data.label_noise", noise, _is_number(noise) and 0 <= noise <= 1, "a fraction in [0, 1]")
+    options = dataset_options(data.name)
+    for key in data:
+        require(f"data.{key}", data[key], key in DATA_KEYS or key in options,
+                f"a key of every data set {list(DATA_KEYS)} or an option of {data.name}: {sorted(options)}")
+        if key in options and key in DATA_OPTIONS:
+            ok, expected = DATA_OPTIONS[key]
+            require(f"data.{key}", data[key], ok(data[key]), expected)
+    if data.name == "imagefolder":
+        require("data.channels", data.channels, data.channels in (1, 3), "1 (grayscale) or 3 (RGB) for an image folder")
+
+
+def _probability(key: str, value: object) -> None:
+    require(key, value, _is_number(value) and 0 <= value <= 1, "a probability in [0, 1]")
+
+
+def _fraction(key: str, value: object) -> None:
+    require(key, value, _is_number(value) and 0 <= value < 1, "a fraction in [0, 1)")
+
+
+def validate_augmentation(aug: DictConfig, data: DictConfig) -> None:
+    """The preset's knobs, the batch-mixing knobs, and test-time flips only where flips keep labels."""
+    require("augmentation.name", aug.name, aug.name in PRESETS, f"one of {list(PRESETS)}")
+    for key in ("mixup_alpha", "cutmix_alpha"):
+        require(f"augmentation.{key}", aug[key], _is_number(aug[key]) and aug[key] >= 0, "a number >= 0 (0 = off)")
+    _probability("augmentation.mix_prob", aug.mix_prob)
+    _probability("augmentation.switch_prob", aug.switch_prob)
+    require("augmentation.tta", aug.tta, isinstance(aug.tta, bool), "true or false")
+    n = aug.preview_images
+    require("augmentation.preview_images", n, _is_int(n) and 0 <= n <= 1024, "an integer in [0, 1024] (0 = no preview)")
+    if "crop_padding" in aug:
+        _fraction("augmentation.crop_padding", aug.crop_padding)
+        require("augmentation.hflip", aug.hflip, isinstance(aug.hflip, bool), "true or false")
+    if aug.name == "strong":
+        for key in ("shift", "scale", "brightness", "contrast", "saturation", "cutout_size"):
+            _fraction(f"augmentation.{key}", aug[key])
+        require("augmentation.rotate", aug.rotate, _is_number(aug.rotate) and 0 <= aug.rotate <= 180, "degrees in [0, 180]")
+        require("augmentation.hue", aug.hue, _is_number(aug.hue) and 0 <= aug.hue <= 0.5, "a number in [0, 0.5]")
+        for key in ("affine_prob", "colour_prob", "cutout_prob"):
+            _probability(f"augmentation.{key}", aug[key])
+    if aug.name == "randaugment":
+        require("augmentation.num_ops", aug.num_ops, _is_int(aug.num_ops) and aug.num_ops >= 0, "an integer >= 0")
+        m = aug.magnitude
+        require("augmentation.magnitude", m, _is_number(m) and 0 <= m <= MAX_MAGNITUDE, f"a number in [0, {MAX_MAGNITUDE}]")
+    if aug.name == "custom":
+        specs = aug.get("transforms")
+        require("augmentation.transforms", specs, specs is not None and hasattr(specs, "__len__") and not isinstance(specs, str),
+                "a list of transforms, each with a _target_")
+        for i, spec in enumerate(specs):
+            require(f"augmentation.transforms[{i}]", spec, hasattr(spec, "get") and isinstance(spec.get("_target_"), str),
+                    "a transform with a _target_ (e.g. albumentations.HorizontalFlip) and its arguments")
+    if aug.tta:
+        info = dataset_info(data.name, data.data_dir, **options_in(data.name, data))
+        require("augmentation.tta", aug.tta, info.flips_keep_label,
+                f"false for {data.name}: a mirrored image changes its label, so flip averaging would hurt")
 
 
 def validate_model(model: DictConfig) -> None:
@@ -92,6 +180,8 @@ def validate(cfg: DictConfig, cuda_available: bool | None = None) -> None:
         cuda_available = torch.cuda.is_available()
     require("seed", cfg.seed, _is_int(cfg.seed), "an integer")
     validate_data(cfg.data)
+    if cfg.get("augmentation") is not None:
+        validate_augmentation(cfg.augmentation, cfg.data)
     validate_model(cfg.model)
     validate_trainer(cfg.trainer, cuda_available)
     validate_optimization(cfg.optimizer, cfg.scheduler, cfg.trainer.max_epochs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from genlab.analysis.evaluation import confusion_matrix, per_class_accuracy, plot_confusion_matrix, predict, robustness
-from genlab.config import validate
-from genlab.data.catalog import DatasetInfo
+from genlab.config import validate, validate_augmentation, validate_data
+from genlab.data.augment import build_train_transform
+from genlab.data.catalog import dataset_info, options_in
 from genlab.data.datamodule import ImageDataModule
+from genlab.data.strategies import TrainingSetPlan
 from genlab.errors import ConfigError, NonFiniteLoss, RunFailed
 from genlab.models import count_flops, count_parameters
 from genlab.records import SCHEMA_VERSION, git_state, package_versions, write_json_atomic
@@ -27,6 +30,7 @@ from genlab.training.loggers import (
     WANDB_LOGGER,
     current_hydra_config,
     finish_wandb,
+    log_image_file,
     offline_sync_hints,
     remember_wandb_run,
     resumed_wandb_id,
@@ -37,10 +41,24 @@ from genlab.training.module import ImageClassifier
 from genlab.training.optim import scale_learning_rate
 from genlab.training.regularization import apply_regularization
 
-def build_datamodule(data: DictConfig, seed: int) -> ImageDataModule:
+PLAN_KEYS = ("train_fraction", "train_size", "imbalance", "label_noise", "balance")
+MIXING_KEYS = ("mixup_alpha", "cutmix_alpha", "mix_prob", "switch_prob")
+PREVIEW_FILE = "augmentations.png"
+
+
+def build_datamodule(data: DictConfig, seed: int, augmentation: DictConfig | None = None,
+                     plan: TrainingSetPlan | None = None) -> ImageDataModule:
+    """The data module of `data`: its reader's options, the training-set plan and the augmentation policy (if any)."""
+    options = options_in(data.name, data)
+    transform = None
+    if augmentation is not None:
+        info = dataset_info(data.name, data.data_dir, **options)
+        transform = build_train_transform(OmegaConf.to_container(augmentation, resolve=True), info, seed)
     return ImageDataModule(
         name=data.name, data_dir=data.data_dir, batch_size=data.batch_size, val_size=data.val_size,
         num_workers=data.num_workers, pin_memory=data.pin_memory, download=data.download, seed=seed,
+        train_transform=transform, options=options,
+        plan=plan or TrainingSetPlan(**{key: data[key] for key in PLAN_KEYS if key in data}),
     )
 
 
@@ -51,16 +69,24 @@ def global_batch_size(cfg: DictConfig) -> int:
     return cfg.data.batch_size * per_node * cfg.trainer.get("num_nodes", 1) * cfg.trainer.get("accumulate_grad_batches", 1)
 
 
-def build_module(cfg: DictConfig, info: DatasetInfo) -> ImageClassifier:
-    """The LightningModule, with the model shaped by the data set (channels, size, classes), never by hand."""
+def build_module(cfg: DictConfig, datamodule: ImageDataModule) -> ImageClassifier:
+    """The LightningModule, with the model shaped by the data set (channels, size, classes), never by hand.
+
+    With data.balance=loss, `datamodule` must be set up: the class weights come from its training set's counts.
+    """
+    info = datamodule.info
     model = OmegaConf.to_container(cfg.model, resolve=True)
     model.update(in_channels=info.channels, num_classes=info.num_classes, image_size=info.image_size)
+    augmentation = cfg.get("augmentation") or {}
     return ImageClassifier(
         model=model,
         optimizer=scale_learning_rate(OmegaConf.to_container(cfg.optimizer, resolve=True), global_batch_size(cfg)),
         scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True),
-        data={"name": info.name, "seed": cfg.seed},
+        data={"name": info.name, "seed": cfg.seed, "options": datamodule.options, **asdict(datamodule.plan)},
         loss=OmegaConf.to_container(cfg.loss, resolve=True),
+        mixing={key: augmentation[key] for key in MIXING_KEYS if key in augmentation},
+        class_weights=datamodule.class_weights(),
+        tta=bool(augmentation.get("tta", False)),
     )
 
 
@@ -69,6 +95,26 @@ def model_record(module: ImageClassifier) -> dict[str, Any]:
     spec = module.hparams.model
     return {"name": spec["name"], "params": count_parameters(module.net),
             "flops": count_flops(module.net, spec["in_channels"], spec["image_size"])}
+
+
+def save_preview(cfg: DictConfig, datamodule: ImageDataModule, run_dir: Path, loggers: list[Any]) -> Path | None:
+    """The grid of augmented training images, in the run dir and on W&B (augmentation.preview_images of them)."""
+    count = (cfg.get("augmentation") or {}).get("preview_images", 0)
+    if not count:
+        return None
+    from genlab.data.preview import save_augmentation_grid
+
+    path = save_augmentation_grid(datamodule.train_set, datamodule.info, run_dir / PREVIEW_FILE, count, cfg.seed)
+    log_image_file(loggers, "augmentation/samples", path)
+    return path
+
+
+def data_record(datamodule: ImageDataModule) -> dict[str, Any]:
+    """What the run trained and was tested on, for results.json: sizes, normalisation and the training-set strategy."""
+    return {"name": datamodule.info.name, "train_size": len(datamodule.train_set), "val_size": len(datamodule.val_set),
+            "test_size": len(datamodule.test_set), "options": datamodule.options,
+            "normalization": {"mean": list(datamodule.mean), "std": list(datamodule.std)},
+            "strategy": datamodule.plan_record}
 
 
 def instantiate_enabled(section: DictConfig | None, **overrides: Any) -> list[Any]:
@@ -130,9 +176,7 @@ def analyse_generalization(module: ImageClassifier, datamodule: ImageDataModule,
     info = datamodule.info
     confusion = confusion_matrix(labels, predict(module.net, images, datamodule.normalize), info.num_classes)
     png = plot_confusion_matrix(confusion, list(info.class_names), run_dir / "confusion_matrix.png")
-    for logger in loggers:
-        if hasattr(logger, "log_image"):
-            logger.log_image(key="confusion_matrix", images=[str(png)])
+    log_image_file(loggers, "confusion_matrix", png)
     per_class = dict(zip(info.class_names, map(float, per_class_accuracy(confusion))))
     return metrics, per_class
 
@@ -160,6 +204,8 @@ def prepare_run_dir(run_dir: Path, params: int) -> None:
 def fit_and_test(cfg: DictConfig, trainer: L.Trainer, module: ImageClassifier, datamodule: ImageDataModule,
                  run_dir: Path, loggers: list[Any], resume_from: Path | None) -> tuple[dict[str, float], str | None, dict[str, float]]:
     """Train, then test the last epoch's and the best checkpoint's weights and analyse the best: (metrics, best, per-class)."""
+    if trainer.is_global_zero:
+        save_preview(cfg, datamodule, run_dir, loggers)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     val_acc_best = float(trainer.callback_metrics["val/acc_best"])
     best = (trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else "") or None
@@ -191,15 +237,16 @@ def _run(cfg: DictConfig) -> dict[str, float]:
     run_dir = Path(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True)
 
-    datamodule = build_datamodule(cfg.data, cfg.seed)
-    module = build_module(cfg, datamodule.info)
+    datamodule = build_datamodule(cfg.data, cfg.seed, cfg.get("augmentation"))
+    # Split sizes and files are checked here, before any logger starts; a class-weighted loss needs the counts.
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    module = build_module(cfg, datamodule)
     prepare_run_dir(run_dir, count_parameters(module.net))
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     resume_from = checkpoint_to_resume(cfg.get("ckpt_path"), cfg.get("resume", False), cfg.get("resume_dir"), run_dir)
     if resume_from is not None:
         check_checkpoint_fits(resume_from, module.hparams.model, datamodule.info.name)
-    datamodule.prepare_data()
-    datamodule.setup("fit")  # split sizes are checked here, before any logger starts
     loggers = build_loggers(cfg.get("logger"), resumed_wandb_id(run_dir) if resume_from else None)
     trainer = build_trainer(cfg, loggers, build_callbacks(cfg.get("callbacks"), bool(loggers)))
     for logger in loggers:
@@ -211,8 +258,8 @@ def _run(cfg: DictConfig) -> dict[str, float]:
         "task_name": cfg.task_name,
         "seed": cfg.seed,
         "model": model_record(module),
-        "data": {"name": datamodule.info.name, "train_size": len(datamodule.train_set), "val_size": len(datamodule.val_set),
-                 "test_size": len(datamodule.test_set)},
+        "data": data_record(datamodule),
+        "augmentation": (cfg.get("augmentation") or {}).get("name", "none"),
         "started_at": started.isoformat(),
         "command": sys.argv,
         "git": git_state(),
@@ -255,18 +302,28 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     ckpt = Path(cfg.ckpt_path)
     if not ckpt.is_file():
         raise ConfigError("ckpt_path", str(ckpt), "an existing checkpoint file")
+    validate_data(cfg.data)
+    augmentation = cfg.get("augmentation")
+    if augmentation is not None:
+        validate_augmentation(augmentation, cfg.data)
     t0 = time.perf_counter()
-    module = ImageClassifier.load_from_checkpoint(ckpt, map_location="cpu")
+    tta = bool(augmentation.tta) if augmentation is not None else False
+    module = ImageClassifier.load_from_checkpoint(ckpt, map_location="cpu", tta=tta)
     trained_on = module.hparams.data
     seed = cfg.seed if cfg.get("seed") is not None else trained_on["seed"]
     if cfg.data.name != trained_on["name"]:
         raise ConfigError("data", cfg.data.name, f"data={trained_on['name']}, the data set this checkpoint was trained on")
-    datamodule = build_datamodule(cfg.data, seed)
+    # train_eval must come from the training set the model saw: its subset, long tail and noisy labels.
+    plan = TrainingSetPlan(**{key: trained_on[key] for key in PLAN_KEYS if key in trained_on})
+    datamodule = build_datamodule(cfg.data, seed, plan=plan)
+    if datamodule.info.num_classes != module.num_classes:
+        raise ConfigError("data", dict(datamodule.options), f"the options the checkpoint was trained with "
+                          f"({trained_on.get('options')}): it predicts {module.num_classes} classes, not {datamodule.info.num_classes}")
     trainer = build_trainer(cfg, [], build_callbacks(cfg.get("callbacks"), have_loggers=False))
     metrics = test_metrics(trainer, module, datamodule, ckpt_path=None)
     run_dir = Path(cfg.paths.output_dir)
     record = {"schema_version": SCHEMA_VERSION, "status": "completed", "checkpoint": str(ckpt.resolve()), "seed": seed,
-              "metrics": metrics, "model": model_record(module),
+              "metrics": metrics, "model": model_record(module), "data": data_record(datamodule),
               "wall_time_s": time.perf_counter() - t0, "git": git_state(), "packages": package_versions()}
     write_json_atomic(run_dir / "eval_results.json", record)
     print_summary("Evaluation", metrics, record["model"], record["wall_time_s"], run_dir, [])

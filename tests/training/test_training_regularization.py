@@ -42,7 +42,8 @@ def test_each_preset_changes_only_its_own_knob(make_cfg, preset):
     assert len(knobs) == 1, changed  # exactly one strategy knob …
     knob = knobs.pop().split(".", 1)[1]
     forwarded = {"dropout": "model.dropout", "weight_decay": "optimizer.weight_decay", "l1": "loss.l1", "norm": "model.norm",
-                 "label_smoothing": "loss.label_smoothing", "early_stopping": "callbacks.early_stopping.enabled"}
+                 "label_smoothing": "loss.label_smoothing", "early_stopping": "callbacks.early_stopping.enabled",
+                 "mixup_alpha": "augmentation.mixup_alpha"}
     targets = changed - {f"regularization.{knob}"}
     if knob in forwarded:  # … and only the keys it is forwarded to
         assert forwarded[knob] in targets
@@ -115,12 +116,11 @@ def test_l1_penalty_adds_sign_gradients_on_weights_only():
 
 
 def test_module_adds_the_l1_term_to_the_training_loss(make_cfg):
-    from genlab.data.catalog import dataset_info
-    from genlab.pipeline import build_module
+    from genlab.pipeline import build_datamodule, build_module
 
     cfg = make_cfg("regularization=l1")
     apply_regularization(cfg)
-    module = build_module(cfg, dataset_info("digits"))
+    module = build_module(cfg, build_datamodule(cfg.data, cfg.seed))
     images, labels = torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
     module.log = module.log_dict = lambda *a, **k: None  # outside a Trainer
     loss = module.training_step((images, labels), 0)

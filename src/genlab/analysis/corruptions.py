@@ -38,11 +38,17 @@ def jpeg(images: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndar
     import cv2
 
     quality = [int(cv2.IMWRITE_JPEG_QUALITY), JPEG_QUALITY[severity]]
+
+    def roundtrip(image: np.ndarray) -> np.ndarray:
+        ok, encoded = cv2.imencode(".jpg", image, quality)
+        return cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED).reshape(image.shape)
+
     out = np.empty_like(images)
     for i, image in enumerate(images):
-        ok, encoded = cv2.imencode(".jpg", image, quality)
-        decoded = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
-        out[i] = decoded.reshape(image.shape)
+        if image.shape[-1] in (1, 3):
+            out[i] = roundtrip(image)
+        else:  # JPEG holds gray or colour images; other channel counts (synthetic data) go channel by channel
+            out[i] = np.stack([roundtrip(image[..., c]) for c in range(image.shape[-1])], axis=-1)
     return out
 
 

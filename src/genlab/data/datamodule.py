@@ -1,18 +1,27 @@
-"""The Lightning data module: splits, loaders, and normalisation on the device."""
+"""The Lightning data module: splits, training-set strategies, loaders, and normalisation on the device."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import lightning.pytorch as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from genlab.data.catalog import Splits, dataset_info, load_dataset
-from genlab.errors import ConfigError
+from genlab.data.strategies import (
+    TrainingSetPlan,
+    balanced_class_weights,
+    balanced_sample_weights,
+    holdout_count,
+    stratified_holdout,
+)
 
 ImageTransform = Callable[[np.ndarray], np.ndarray]
+# Loader workers only pay off where there is per-image work (augmentation); more than this rarely helps one GPU.
+MAX_AUTO_WORKERS = 8
 
 
 class ArrayDataset(Dataset):
@@ -40,31 +49,57 @@ def keep_batch(batch):
     return batch
 
 
-def holdout_count(size: int | float, total: int, key: str) -> int:
-    """Turn a count (int >= 1) or a fraction (0 < f < 1) into a number of samples held out of `total`."""
-    count = int(round(size * total)) if isinstance(size, float) and size < 1 else int(size)
-    if not 1 <= count < total:
-        raise ConfigError(key, size, f"a count in [1, {total - 1}] or a fraction in (0, 1) of the {total} training images")
-    return count
+def resolve_num_workers(num_workers: int | str, has_transform: bool) -> int:
+    """`auto`: no workers without augmentation (slicing in-memory arrays is cheaper than shipping them between
+    processes), else one per spare core up to MAX_AUTO_WORKERS (1 on a 2-core laptop, 8 on a 16-core server)."""
+    if num_workers != "auto":
+        return int(num_workers)
+    if not has_transform:
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(MAX_AUTO_WORKERS, cores - 1))
 
 
-def stratified_holdout(labels: np.ndarray, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (kept, held_out): `count` samples held out with class proportions kept where the counts allow it."""
-    from sklearn.model_selection import train_test_split
+def resolve_pin_memory(pin_memory: bool | str) -> bool:
+    """`auto`: page-locked host memory only where there is a CUDA device to copy to."""
+    return torch.cuda.is_available() if pin_memory == "auto" else bool(pin_memory)
 
-    indices = np.arange(len(labels))
-    classes, per_class = np.unique(labels, return_counts=True)
-    stratify = labels if per_class.min() >= 2 and len(classes) <= count <= len(labels) - len(classes) else None
-    kept, held = train_test_split(indices, test_size=count, stratify=stratify, random_state=seed)
-    return np.sort(kept), np.sort(held)
+
+def seed_worker_transform(worker_id: int) -> None:
+    """worker_init_fn: Lightning's per-worker seeding, plus a distinct seed for the augmentation policy of each worker.
+
+    albumentations keeps its own generators; without this every forked worker would repeat the same augmentations.
+    """
+    from lightning.fabric.utilities.seed import pl_worker_init_function
+
+    pl_worker_init_function(worker_id)
+    info = torch.utils.data.get_worker_info()
+    reseed = getattr(getattr(info.dataset, "transform", None), "reseed", None)
+    if reseed is not None:
+        reseed(info.seed % 2**32)
+
+
+def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 (N, H, W, C) images, on the 0..1 scale."""
+    pixels = images.reshape(-1, images.shape[-1])
+    mean = np.zeros(pixels.shape[1])
+    sq = np.zeros(pixels.shape[1])
+    for start in range(0, len(pixels), 1 << 22):  # chunks keep float copies of large sets small
+        chunk = pixels[start : start + (1 << 22)].astype(np.float64) / 255.0
+        mean += chunk.sum(0)
+        sq += (chunk**2).sum(0)
+    mean /= len(pixels)
+    std = np.sqrt(np.maximum(sq / len(pixels) - mean**2, 1e-12))
+    return tuple(mean.tolist()), tuple(std.tolist())
 
 
 class ImageDataModule(L.LightningDataModule):
     """Train/val/test loaders for one catalogued data set.
 
-    The validation split is carved out of the training set with the run's seed; `train_eval` is a fixed, seeded
-    subset of the remaining training images, the same size as val, served without augmentation so that the
-    model's fit of its training data can be measured in eval mode.
+    The validation split is carved out of the training set with the run's seed; then `plan` reshapes what is left
+    (subset, long tail, label noise). `train_eval` is a fixed, seeded subset of that training set (its labels as
+    trained), the same size as val, served without augmentation so that the model's fit of its training data can be
+    measured in eval mode.
     """
 
     def __init__(
@@ -73,67 +108,100 @@ class ImageDataModule(L.LightningDataModule):
         data_dir: str | Path,
         batch_size: int,
         val_size: int | float,
-        num_workers: int = 0,
-        pin_memory: bool = False,
+        num_workers: int | str = 0,
+        pin_memory: bool | str = False,
         download: bool = True,
         seed: int = 0,
         eval_batch_size: int | None = None,
         train_transform: ImageTransform | None = None,
+        options: dict[str, Any] | None = None,
+        plan: TrainingSetPlan | None = None,
     ):
         super().__init__()
-        self.info = dataset_info(name)
+        self.options = dict(options or {})
+        self.info = dataset_info(name, data_dir, **self.options)
         self.data_dir, self.download, self.seed = Path(data_dir), download, seed
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
-        self.val_size, self.num_workers, self.pin_memory = val_size, num_workers, pin_memory
+        self.val_size, self.pin_memory = val_size, resolve_pin_memory(pin_memory)
+        self.num_workers = resolve_num_workers(num_workers, train_transform is not None)
         self.train_transform = train_transform
+        self.plan = plan or TrainingSetPlan()
+        self.plan_record: dict[str, Any] = {}
         self._splits: Splits | None = None
         self.train_set = self.val_set = self.train_eval_set = self.test_set = None
-        mean = torch.tensor(self.info.mean, dtype=torch.float32).view(1, -1, 1, 1)
-        std = torch.tensor(self.info.std, dtype=torch.float32).view(1, -1, 1, 1)
-        self._scale = 1.0 / (255.0 * std)
-        self._shift = -mean / std
+        if self.info.mean is not None:
+            self._set_normalization(self.info.mean, self.info.std)
 
     def prepare_data(self) -> None:
         # Runs on one process per node: the download (if any) happens here, once. The pipeline calls it before
         # any logger starts, so a missing data set stops a run before it creates a dashboard entry.
         if self._splits is None and self.train_set is None:
-            self._splits = load_dataset(self.info.name, self.data_dir, self.download)
+            self._splits = self._load(self.download)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        splits = self._splits or load_dataset(self.info.name, self.data_dir, download=False)
+        splits = self._splits or self._load(download=False)
         total = len(splits.train_labels)
         val_count = holdout_count(self.val_size, total, "data.val_size")
-        train_idx, val_idx = stratified_holdout(splits.train_labels, val_count, self.seed)
+        pool_idx, val_idx = stratified_holdout(splits.train_labels, val_count, self.seed)
+        kept, train_labels, self.plan_record = self.plan.apply(splits.train_labels[pool_idx], self.info.num_classes, self.seed)
+        train_idx = pool_idx[kept]
         rng = np.random.default_rng(self.seed)
-        eval_idx = np.sort(rng.choice(train_idx, size=min(val_count, len(train_idx)), replace=False))
+        eval_pos = np.sort(rng.choice(len(train_idx), size=min(val_count, len(train_idx)), replace=False))
         x, y = splits.train_images, splits.train_labels
-        self.train_set = ArrayDataset(x[train_idx], y[train_idx], self.train_transform)
+        train_images = x[train_idx]
+        self.train_set = ArrayDataset(train_images, train_labels, self.train_transform)
         self.val_set = ArrayDataset(x[val_idx], y[val_idx])
-        self.train_eval_set = ArrayDataset(x[eval_idx], y[eval_idx])
+        self.train_eval_set = ArrayDataset(train_images[eval_pos], train_labels[eval_pos])
         self.test_set = ArrayDataset(splits.test_images, splits.test_labels)
+        if self.info.mean is None:  # an image folder or synthetic data: normalise with the training images' own stats
+            self._set_normalization(*channel_stats(train_images))
         self._splits = None  # the split copies above are all that is needed from here on
 
+    def class_weights(self) -> list[float] | None:
+        """Loss weights per class when `balance=loss` (after setup), else None."""
+        if self.plan.balance != "loss":
+            return None
+        return balanced_class_weights(self.train_set.labels, self.info.num_classes).tolist()
+
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> list[DataLoader]:
-        return [self._loader(self.val_set, self.eval_batch_size), self._loader(self.train_eval_set, self.eval_batch_size)]
-
-    def test_dataloader(self) -> list[DataLoader]:
-        return [self._loader(self.test_set, self.eval_batch_size), self._loader(self.train_eval_set, self.eval_batch_size)]
-
-    def _loader(self, dataset: ArrayDataset, batch_size: int, shuffle: bool = False) -> DataLoader:
+        sampler = None
+        if self.plan.balance == "sampler":
+            weights = torch.from_numpy(balanced_sample_weights(self.train_set.labels))
+            sampler = WeightedRandomSampler(weights, num_samples=len(weights), replacement=True,
+                                            generator=torch.Generator().manual_seed(self.seed))
         return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
+            self.train_set,
+            batch_size=self.batch_size,
+            shuffle=sampler is None,
+            sampler=sampler,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
+            worker_init_fn=seed_worker_transform if self.num_workers > 0 else None,
             collate_fn=keep_batch,
         )
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return [self._eval_loader(self.val_set), self._eval_loader(self.train_eval_set)]
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return [self._eval_loader(self.test_set), self._eval_loader(self.train_eval_set)]
+
+    def _eval_loader(self, dataset: ArrayDataset) -> DataLoader:
+        # No workers: evaluation has no per-image work, and slicing in-memory uint8 arrays beats inter-process copies.
+        return DataLoader(dataset, batch_size=self.eval_batch_size, pin_memory=self.pin_memory, collate_fn=keep_batch)
+
+    def _load(self, download: bool) -> Splits:
+        return load_dataset(self.info.name, self.data_dir, download, **self.options)
+
+    def _set_normalization(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        mean_t = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        self.mean, self.std = tuple(mean), tuple(std)
+        self._scale = 1.0 / (255.0 * std_t)
+        self._shift = -mean_t / std_t
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch

@@ -162,3 +162,10 @@ def finish_wandb(loggers: list) -> None:
                 logger._experiment.finish()
             except Exception as err:  # the dashboard must not fail a finished run
                 rank_zero_warn(f"W&B did not finish cleanly ({err}); sync the run dir later with `wandb sync`.")
+
+
+def log_image_file(loggers: list, key: str, path: Path) -> None:
+    """Show an image file (a PNG the pipeline wrote) on the W&B dashboard; other loggers keep it in the run dir."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.log_image(key=key, images=[str(path)])

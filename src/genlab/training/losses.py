@@ -9,7 +9,8 @@ LOSSES = ("cross_entropy", "focal")
 
 
 class Objective(nn.Module):
-    """loss(logits, labels) for training; `class_weights` rescale each sample's loss by its true class."""
+    """loss(logits, targets) for training, targets being labels (N,) or soft targets (N, C) such as mixup's;
+    `class_weights` rescale each sample's loss by its true class (by its targets' classes, for soft targets)."""
 
     def __init__(self, name: str = "cross_entropy", label_smoothing: float = 0.0, gamma: float = 0.0,
                  class_weights: torch.Tensor | None = None):
@@ -17,18 +18,18 @@ class Objective(nn.Module):
         self.name, self.label_smoothing, self.gamma = name, label_smoothing, gamma
         self.register_buffer("class_weights", class_weights, persistent=False)
 
-    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         if self.name == "cross_entropy":
-            return F.cross_entropy(logits, labels, weight=self.class_weights, label_smoothing=self.label_smoothing)
-        return self._focal(logits, labels)
+            return F.cross_entropy(logits, targets, weight=self.class_weights, label_smoothing=self.label_smoothing)
+        return self._focal(logits, targets)
 
-    def _focal(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def _focal(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         log_p = F.log_softmax(logits.float(), dim=1)
         num_classes = logits.shape[1]
-        targets = torch.full_like(log_p, self.label_smoothing / num_classes)
-        targets.scatter_(1, labels[:, None], 1.0 - self.label_smoothing + self.label_smoothing / num_classes)
-        per_sample = -(targets * (1 - log_p.exp()) ** self.gamma * log_p).sum(1)
+        soft = targets.float() if targets.ndim == 2 else F.one_hot(targets, num_classes).float()
+        smoothed = soft * (1.0 - self.label_smoothing) + self.label_smoothing / num_classes
+        per_sample = -(smoothed * (1 - log_p.exp()) ** self.gamma * log_p).sum(1)
         if self.class_weights is None:
             return per_sample.mean()
-        weights = self.class_weights[labels]
+        weights = soft @ self.class_weights  # for labels: the weight of each sample's class
         return (per_sample * weights).sum() / weights.sum()  # the same normalisation as weighted cross_entropy

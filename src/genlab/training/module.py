@@ -12,6 +12,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibratio
 
 from genlab.models import LogitsWithAux, build_model
 from genlab.training.losses import Objective
+from genlab.training.mixing import BatchMixing
 from genlab.training.optim import build_optimizer, build_scheduler
 from genlab.training.regularization import l1_penalty
 
@@ -23,8 +24,10 @@ CALIBRATION_BINS = 15
 
 
 def accuracy_metrics(num_classes: int, prefix: str, calibration: bool = False) -> MetricCollection:
-    """Top-1 accuracy, top-5 when there are more than 5 classes, and optionally expected calibration error."""
-    metrics = {"acc": MulticlassAccuracy(num_classes, top_k=1, average="micro")}
+    """Top-1 accuracy, balanced accuracy (mean per-class recall), top-5 when there are more than 5 classes, and
+    optionally expected calibration error."""
+    metrics = {"acc": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
+               "acc_balanced": MulticlassAccuracy(num_classes, top_k=1, average="macro")}
     if num_classes > 5:
         metrics["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
     if calibration:
@@ -39,19 +42,26 @@ class ImageClassifier(L.LightningModule):
         model: `build_model` arguments: name, in_channels, num_classes, image_size and the family's knobs.
         optimizer: the optimizer config (see `build_optimizer`).
         scheduler: the scheduler config (see `build_scheduler`).
-        data: what the model was trained on (data set name, seed), kept so eval and resume can check it.
+        data: what the model was trained on (data set name, seed, training-set strategy), kept so eval and resume
+            can check it.
         loss: the training objective: name (cross_entropy | focal), label_smoothing, l1, and gamma for focal.
+        mixing: `BatchMixing` arguments (mixup/cutmix); None = no mixing.
+        class_weights: per-class weights of the training loss (class-balanced loss); None = unweighted.
+        tta: at test time, average the predictions of each image and its mirror image.
     """
 
     def __init__(self, model: dict[str, Any], optimizer: dict[str, Any], scheduler: dict[str, Any], data: dict[str, Any],
-                 loss: dict[str, Any] | None = None):
+                 loss: dict[str, Any] | None = None, mixing: dict[str, float] | None = None,
+                 class_weights: list[float] | None = None, tta: bool = False):
         super().__init__()
         self.save_hyperparameters()
         self.net = build_model(**model)
         loss = dict(loss or {})
         self.l1 = loss.pop("l1", 0.0)
-        self.objective = Objective(**loss)
-        num_classes = model["num_classes"]
+        weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+        self.objective = Objective(**loss, class_weights=weights)
+        self.mixing = BatchMixing(**(mixing or {}))
+        self.num_classes = num_classes = model["num_classes"]
         # keyed "on_<stage>": a bare "train" key would shadow nn.Module.train
         self.metrics = nn.ModuleDict({f"on_{s}": accuracy_metrics(num_classes, f"{s}/", calibration=s == "test")
                                       for s in ("train", "val", "train_eval", "test")})
@@ -63,12 +73,16 @@ class ImageClassifier(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         images, labels = batch
+        targets = labels
+        if self.mixing.enabled:
+            images, targets = self.mixing(images, labels, self.num_classes)
         output = self(images)
         logits = output.logits if isinstance(output, LogitsWithAux) else output
-        loss = self.objective(logits, labels)
-        self._log_step("train", loss, logits, labels, on_step=True)  # train/loss stays comparable with val/loss
+        loss = self.objective(logits, targets)
+        # accuracy against the hard labels; train/loss is the main head's only, comparable with val/loss
+        self._log_step("train", loss, logits, labels, on_step=True)
         if isinstance(output, LogitsWithAux):
-            aux_loss = output.aux_weight * sum(self.objective(aux, labels) for aux in output.aux)
+            aux_loss = output.aux_weight * sum(self.objective(aux, targets) for aux in output.aux)
             self.log("train/aux_loss", aux_loss.detach(), on_step=True, on_epoch=True, batch_size=labels.shape[0])
             loss = loss + aux_loss
         if self.l1:
@@ -89,11 +103,14 @@ class ImageClassifier(L.LightningModule):
         self._evaluate(EVAL_STAGES["val"][dataloader_idx], batch)
 
     def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._evaluate(EVAL_STAGES["test"][dataloader_idx], batch)
+        self._evaluate(EVAL_STAGES["test"][dataloader_idx], batch, flip_average=self.hparams.tta)
 
-    def _evaluate(self, stage: str, batch) -> None:
+    def _evaluate(self, stage: str, batch, flip_average: bool = False) -> None:
         images, labels = batch
-        logits = self(images)
+        if flip_average:  # log of the mean probability over the image and its mirror: valid logits for loss and accuracy
+            logits = ((self(images).softmax(-1) + self(images.flip(-1)).softmax(-1)) / 2).clamp_min(1e-12).log()
+        else:
+            logits = self(images)
         self._log_step(stage, F.cross_entropy(logits, labels), logits, labels, on_step=False)
 
     def _log_step(self, stage: str, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, on_step: bool) -> None:

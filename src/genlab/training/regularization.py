@@ -17,6 +17,8 @@ FORWARDED = {
     "max_grad_norm": "trainer.gradient_clip_val",
     "label_smoothing": "loss.label_smoothing",
     "l1": "loss.l1",
+    "mixup_alpha": "augmentation.mixup_alpha",
+    "cutmix_alpha": "augmentation.cutmix_alpha",
 }
 OFF_VALUES = (0, 0.0, "none")
 

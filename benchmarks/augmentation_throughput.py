@@ -1,0 +1,84 @@
+"""Images per second of each augmentation preset for one loader worker, on CIFAR-shaped (32x32x3 uint8) data.
+
+    python benchmarks/augmentation_throughput.py [--images 10000] [--batch-size 128] [--repeats 3]
+
+Two numbers per preset: the policy alone in one process (what one worker can compute), and end to end through a
+DataLoader with num_workers=1 (the policy plus the copy back to the training process). Training needs
+images/s of the model / images/s per worker workers. A benchmark, not a test: it prints a Markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+
+from genlab.data.augment import PRESETS, build_train_transform  # noqa: E402
+from genlab.data.catalog import dataset_info, load_dataset  # noqa: E402
+from genlab.data.datamodule import ArrayDataset, keep_batch, seed_worker_transform  # noqa: E402
+
+CONF_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "conf")
+
+
+def preset_config(name: str) -> dict:
+    """The preset exactly as `augmentation=<name>` composes it (the custom preset with its example list)."""
+    with initialize_config_dir(os.path.abspath(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"augmentation={name}"])
+    return OmegaConf.to_container(cfg.augmentation, resolve=True)
+
+
+def best_rate(step, images: int, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return images / min(times)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=10000, help="synthetic CIFAR-shaped training images")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3, help="passes per measurement; the fastest counts")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)  # a loader worker's share of the machine
+
+    info = dataset_info("synthetic")
+    splits = load_dataset("synthetic", ".", False, num_train=args.images, num_test=1)
+    batches = [list(range(i, min(i + args.batch_size, args.images))) for i in range(0, args.images, args.batch_size)]
+    print(f"{args.images} images 32x32x3 uint8, batch {args.batch_size}, best of {args.repeats}; "
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}\n")
+    print("| preset | images/s, policy in one process | images/s, DataLoader with 1 worker |")
+    print("|---|---:|---:|")
+    for name in PRESETS:
+        dataset = ArrayDataset(splits.train_images, splits.train_labels,
+                               build_train_transform(preset_config(name), info, seed=0))
+
+        def in_process():
+            for indices in batches:
+                dataset.__getitems__(indices)
+
+        loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=1, collate_fn=keep_batch,
+                            persistent_workers=True, worker_init_fn=seed_worker_transform)
+
+        def through_loader():
+            for _ in loader:
+                pass
+
+        through_loader()  # start the worker outside the measurement
+        print(f"| {name} | {best_rate(in_process, args.images, args.repeats):,.0f} | "
+              f"{best_rate(through_loader, args.images, args.repeats):,.0f} |", flush=True)
+        del loader
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""A user's own images: `<data_dir>/<split>/<class>/*.png|jpg`, class names from the folder names.
+
+Every image is decoded once, converted to grayscale or RGB and resized to `image_size` x `image_size`, and held in
+memory as uint8 like every other data set.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from genlab.data.catalog import DatasetInfo, Splits, register_dataset
+from genlab.errors import ConfigError, DataError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+TRAIN_SPLIT = "train"
+PIL_MODES = {1: "L", 3: "RGB"}
+
+
+def describe_imagefolder(data_dir: Path, image_size: int = 32, channels: int = 3, flips_keep_label: bool = True,
+                         **_) -> DatasetInfo:
+    if channels not in PIL_MODES:
+        raise ConfigError("data.channels", channels, "1 (grayscale) or 3 (RGB)")
+    classes = class_folders(data_dir)
+    return DatasetInfo(
+        name="imagefolder", channels=channels, image_size=image_size, num_classes=len(classes), mean=None, std=None,
+        class_names=tuple(classes), flips_keep_label=flips_keep_label,
+    )
+
+
+@register_dataset(describe_imagefolder, name="imagefolder")
+def load_imagefolder_splits(data_dir: Path, download: bool, *, image_size: int = 32, channels: int = 3,
+                            flips_keep_label: bool = True, test_split: str = "test") -> Splits:
+    classes = class_folders(data_dir)
+    test_dir = data_dir / test_split
+    if not test_dir.is_dir():
+        raise DataError(f"imagefolder: no test split folder {test_dir.resolve()} (data.test_split={test_split}); "
+                        f"expected {test_split}/<class>/*.png|jpg next to {TRAIN_SPLIT}/")
+    train = read_image_split(data_dir / TRAIN_SPLIT, classes, image_size, channels)
+    empty = [name for name, n in zip(classes, np.bincount(train[1], minlength=len(classes))) if n == 0]
+    if empty:
+        raise DataError(f"imagefolder: training class folders without images: "
+                        f"{', '.join(str(data_dir / TRAIN_SPLIT / name) for name in empty)}")
+    test = read_image_split(test_dir, classes, image_size, channels)
+    return Splits(*train, *test)
+
+
+def class_folders(data_dir: Path) -> list[str]:
+    """The class names: the sub-folders of `<data_dir>/train`, sorted (their order gives the label numbers)."""
+    train_dir = data_dir / TRAIN_SPLIT
+    if not train_dir.is_dir():
+        raise DataError(f"imagefolder: no training folder {train_dir.resolve()} (data.data_dir={data_dir.resolve()}); "
+                        f"expected {TRAIN_SPLIT}/<class>/*.png|jpg and test/<class>/*.png|jpg under it")
+    classes = sorted(p.name for p in train_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DataError(f"imagefolder: {train_dir.resolve()} has no class folders; expected {TRAIN_SPLIT}/<class>/*.png|jpg")
+    return classes
+
+
+def read_image_split(split_dir: Path, classes: list[str], image_size: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Decode every image under `split_dir/<class>/` into uint8 (N, size, size, channels) and int64 labels."""
+    paths, labels = [], []
+    for entry in sorted(split_dir.iterdir()):
+        if entry.name.startswith("."):  # .DS_Store and friends
+            continue
+        if not entry.is_dir():
+            raise DataError(f"{entry}: a file directly in {split_dir.name}/; images belong in {split_dir.name}/<class>/")
+        if entry.name not in classes:
+            raise DataError(f"{entry}: class folder '{entry.name}' is not among the training classes {classes}")
+        for path in sorted(entry.iterdir()):
+            if path.name.startswith("."):
+                continue
+            if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
+                raise DataError(f"{path}: not an image file; class folders may hold only {', '.join(IMAGE_SUFFIXES)} files")
+            paths.append(path)
+            labels.append(classes.index(entry.name))
+    if not paths:
+        raise DataError(f"{split_dir}: no images found; expected {split_dir.name}/<class>/*.png|jpg")
+    with ThreadPoolExecutor() as pool:  # Pillow releases the GIL while decoding
+        images = list(pool.map(lambda p: decode_image(p, image_size, channels), paths))
+    return np.stack(images), np.asarray(labels, dtype=np.int64)
+
+
+def decode_image(path: Path, image_size: int, channels: int) -> np.ndarray:
+    """One image file -> uint8 (size, size, channels), resized with bilinear filtering (aspect ratio not kept)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image = image.convert(PIL_MODES[channels])
+            if image.size != (image_size, image_size):
+                image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
+            array = np.asarray(image, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        raise DataError(f"{path}: not a readable image, truncated or corrupt ({err})") from err
+    return array.reshape(image_size, image_size, channels)

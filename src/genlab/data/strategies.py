@@ -1,0 +1,130 @@
+"""Data-distribution strategies on the training split: stratified subsets, long tails, label noise, class balance.
+
+Pure NumPy on label arrays, seeded, so each is testable on its own and reproducible per run seed. They run after the
+validation split is carved out, so validation and test sets keep their original images and labels.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from genlab.errors import ConfigError
+
+BALANCE_MODES = ("none", "sampler", "loss")
+# Independent random streams per strategy, so turning one on does not change what another draws.
+_SUBSET, _TAIL, _NOISE = 1, 2, 3
+
+
+def holdout_count(size: int | float, total: int, key: str) -> int:
+    """Turn a count (int >= 1) or a fraction (0 < f < 1) into a number of samples held out of `total`."""
+    count = int(round(size * total)) if isinstance(size, float) and size < 1 else int(size)
+    if not 1 <= count < total:
+        raise ConfigError(key, size, f"a count in [1, {total - 1}] or a fraction in (0, 1) of the {total} training images")
+    return count
+
+
+def stratified_holdout(labels: np.ndarray, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (kept, held_out): `count` samples held out with class proportions kept where the counts allow it."""
+    from sklearn.model_selection import train_test_split
+
+    indices = np.arange(len(labels))
+    classes, per_class = np.unique(labels, return_counts=True)
+    stratify = labels if per_class.min() >= 2 and len(classes) <= count <= len(labels) - len(classes) else None
+    kept, held = train_test_split(indices, test_size=count, stratify=stratify, random_state=seed)
+    return np.sort(kept), np.sort(held)
+
+
+def stratified_subset(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """Sorted indices of `count` samples whose class proportions match `labels` (within rounding)."""
+    if count >= len(labels):
+        return np.arange(len(labels))
+    return stratified_holdout(labels, count, seed)[1]
+
+
+def long_tail_counts(available: np.ndarray, ratio: float) -> np.ndarray:
+    """Per-class counts n_c = n_max * ratio^(-c / (C - 1)): class 0 keeps the most, the last class n_max / ratio.
+
+    n_max is the smallest available class count, so every class can supply its share.
+    """
+    num_classes = len(available)
+    n_max = int(available.min())
+    exponents = np.arange(num_classes) / max(1, num_classes - 1)
+    counts = np.floor(n_max * ratio ** -exponents + 0.5).astype(np.int64)
+    if counts.min() < 1:
+        raise ConfigError("data.imbalance", ratio, f"at most {n_max}: the rarest class would keep no images "
+                                                   f"(the smallest class has {n_max} training images)")
+    return counts
+
+
+def long_tail_subset(labels: np.ndarray, num_classes: int, ratio: float, seed: int) -> np.ndarray:
+    """Sorted indices of an exponentially long-tailed subset with max/min class-count ratio `ratio` (within rounding)."""
+    available = np.bincount(labels, minlength=num_classes)
+    present = np.flatnonzero(available)
+    targets = long_tail_counts(available[present], ratio)
+    rng = np.random.default_rng([seed, _TAIL])
+    kept = [rng.choice(np.flatnonzero(labels == c), size=n, replace=False) for c, n in zip(present, targets)]
+    return np.sort(np.concatenate(kept))
+
+
+def corrupt_labels(labels: np.ndarray, rate: float, num_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(new labels, changed indices): exactly round(rate * N) labels replaced by a uniformly random *other* class."""
+    count = int(np.floor(rate * len(labels) + 0.5))
+    rng = np.random.default_rng([seed, _NOISE])
+    changed = np.sort(rng.choice(len(labels), size=count, replace=False))
+    noisy = labels.copy()
+    noisy[changed] = (labels[changed] + rng.integers(1, num_classes, size=count)) % num_classes
+    return noisy, changed
+
+
+def balanced_class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """N / (C * n_c) per class (scikit-learn's "balanced"): rare classes weigh more; absent classes weigh 0."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.zeros(num_classes)
+    weights[present] = len(labels) / (present.sum() * counts[present])
+    return weights
+
+
+def balanced_sample_weights(labels: np.ndarray) -> np.ndarray:
+    """1 / n_(label) per sample: a sampler drawing by these weights sees every class equally often."""
+    return 1.0 / np.bincount(labels)[labels]
+
+
+@dataclass(frozen=True)
+class TrainingSetPlan:
+    """What happens to the training split, in this order: subset, long tail, label noise (`balance` acts at load time)."""
+
+    train_fraction: float = 1.0
+    train_size: int | None = None
+    imbalance: float = 1.0
+    label_noise: float = 0.0
+    balance: str = "none"
+
+    def apply(self, labels: np.ndarray, num_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """(kept indices into `labels`, their training labels, a record for results.json)."""
+        kept = np.arange(len(labels))
+        size = self.train_size if self.train_size is not None else int(np.floor(self.train_fraction * len(labels) + 0.5))
+        if size > len(labels):
+            raise ConfigError("data.train_size", self.train_size, f"at most {len(labels)}, the training images left after the validation split")
+        if size < len(labels):
+            kept = stratified_subset(labels, max(size, 1), seed + _SUBSET)
+        if self.imbalance > 1:
+            kept = kept[long_tail_subset(labels[kept], num_classes, self.imbalance, seed)]
+        train_labels = labels[kept]
+        changed = np.empty(0, dtype=np.int64)
+        if self.label_noise > 0:
+            train_labels, changed = corrupt_labels(train_labels, self.label_noise, num_classes, seed)
+        counts = np.bincount(train_labels, minlength=num_classes)
+        clean_counts = np.bincount(labels[kept], minlength=num_classes)
+        record = {
+            **asdict(self),
+            "train_images": len(kept),
+            "class_counts": clean_counts.tolist(),
+            "imbalance_achieved": float(clean_counts.max() / max(1, clean_counts[clean_counts > 0].min())),
+            "noisy_labels": len(changed),
+            "noisy_label_rate": len(changed) / max(1, len(kept)),
+            "class_counts_as_trained": counts.tolist(),
+        }
+        return kept, train_labels, record
