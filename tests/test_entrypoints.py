@@ -12,8 +12,11 @@ import pytest
 from conftest import REPO
 
 
+SECRET = "dummy0123456789abcdef0123456789abcdef9999"  # a W&B key that must never be written anywhere
+
+
 def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "offline", "NO_ALBUMENTATIONS_UPDATE": "1"}
+    env = {**os.environ, "WANDB_MODE": "offline", "NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_API_KEY": SECRET}
     return subprocess.run([sys.executable, str(REPO / args[0]), *args[1:]], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=300)
 
@@ -31,6 +34,8 @@ def test_train_then_eval_reproduces_the_test_accuracy(tmp_path):
     again = json.loads((tmp_path / "eval" / "eval_results.json").read_text())
     assert again["metrics"]["test/acc"] == pytest.approx(record["metrics"]["test/acc"], abs=1e-6)
     assert again["metrics"]["train_eval/acc"] == pytest.approx(record["metrics"]["train_eval/acc"], abs=1e-6)
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(written) > 10 and not [p for p in written if SECRET.encode() in p.read_bytes()]
 
 
 def test_bad_value_stops_with_one_line_and_no_traceback(tmp_path):

@@ -310,9 +310,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     tta = bool(augmentation.tta) if augmentation is not None else False
     module = ImageClassifier.load_from_checkpoint(ckpt, map_location="cpu", tta=tta)
     trained_on = module.hparams.data
-    seed = cfg.seed if cfg.get("seed") is not None else trained_on["seed"]
     if cfg.data.name != trained_on["name"]:
         raise ConfigError("data", cfg.data.name, f"data={trained_on['name']}, the data set this checkpoint was trained on")
+    seed = cfg.seed if cfg.get("seed") is not None else trained_on["seed"]
     # train_eval must come from the training set the model saw: its subset, long tail and noisy labels.
     plan = TrainingSetPlan(**{key: trained_on[key] for key in PLAN_KEYS if key in trained_on})
     datamodule = build_datamodule(cfg.data, seed, plan=plan)

@@ -73,6 +73,8 @@ def read_image_split(split_dir: Path, classes: list[str], image_size: int, chann
                 continue
             if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
                 raise DataError(f"{path}: not an image file; class folders may hold only {', '.join(IMAGE_SUFFIXES)} files")
+            if not path.resolve().is_relative_to(split_dir.resolve().parent):
+                raise DataError(f"{path}: a link to {path.resolve()}, outside the image folder; copy the file in instead")
             paths.append(path)
             labels.append(classes.index(entry.name))
     if not paths:
@@ -82,12 +84,18 @@ def read_image_split(split_dir: Path, classes: list[str], image_size: int, chann
     return np.stack(images), np.asarray(labels, dtype=np.int64)
 
 
+MAX_IMAGE_PIXELS = 40_000_000  # 40 MP: far above any training image, far below what would exhaust memory
+
+
 def decode_image(path: Path, image_size: int, channels: int) -> np.ndarray:
     """One image file -> uint8 (size, size, channels), resized with bilinear filtering (aspect ratio not kept)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
+            if image.width * image.height > MAX_IMAGE_PIXELS:  # checked from the header, before decoding anything
+                raise DataError(f"{path}: {image.width}x{image.height} pixels, more than the {MAX_IMAGE_PIXELS:,} an image "
+                                "may have here (a decompression bomb, or a photo to downscale first)")
             image = image.convert(PIL_MODES[channels])
             if image.size != (image_size, image_size):
                 image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
