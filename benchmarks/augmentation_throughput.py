@@ -31,7 +31,7 @@ CONF_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "conf"
 def preset_config(name: str) -> dict:
     """The preset exactly as `augmentation=<name>` composes it (the custom preset with its example list)."""
     with initialize_config_dir(os.path.abspath(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[f"augmentation={name}"])
+        cfg = compose("train", overrides=[f"augmentation={name}"])
     return OmegaConf.to_container(cfg.augmentation, resolve=True)
 
 
@@ -44,7 +44,8 @@ def best_rate(step, images: int, repeats: int) -> float:
     return images / min(times)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> list[dict[str, float | str]]:
+    """Measure every preset, print the Markdown table, and return its rows."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=10000, help="synthetic CIFAR-shaped training images")
     parser.add_argument("--batch-size", type=int, default=128)
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}\n")
     print("| preset | images/s, policy in one process | images/s, DataLoader with 1 worker |")
     print("|---|---:|---:|")
+    rows = []
     for name in PRESETS:
         dataset = ArrayDataset(splits.train_images, splits.train_labels,
                                build_train_transform(preset_config(name), info, seed=0))
@@ -75,9 +77,12 @@ def main(argv: list[str] | None = None) -> None:
                 pass
 
         through_loader()  # start the worker outside the measurement
-        print(f"| {name} | {best_rate(in_process, args.images, args.repeats):,.0f} | "
-              f"{best_rate(through_loader, args.images, args.repeats):,.0f} |", flush=True)
+        row = {"preset": name, "in_process": best_rate(in_process, args.images, args.repeats),
+               "one_worker": best_rate(through_loader, args.images, args.repeats)}
+        print(f"| {name} | {row['in_process']:,.0f} | {row['one_worker']:,.0f} |", flush=True)
+        rows.append(row)
         del loader
+    return rows
 
 
 if __name__ == "__main__":
