@@ -152,12 +152,26 @@ def to_markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def plot_learning_curves(groups: list[Group], path: Path) -> Path | None:
-    """train_eval vs val accuracy per epoch for each group: mean over seeds with a ±1 std band."""
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend: reports are written on machines without a display."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    pyplot().close(fig)
+    return path
+
+
+def plot_learning_curves(groups: list[Group], path: Path) -> Path | None:
+    """train_eval vs val accuracy per epoch for each group: mean over seeds with a ±1 std band."""
+    plt = pyplot()
     import numpy as np
 
     fig, ax = plt.subplots(figsize=(8, 5))
@@ -181,18 +195,12 @@ def plot_learning_curves(groups: list[Group], path: Path) -> Path | None:
         return None
     ax.set(xlabel="epoch", ylabel="accuracy", title="Learning curves: val (solid) vs train in eval mode (dashed)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_bars(groups: list[Group], metric: str, title: str, path: Path) -> Path | None:
     """One bar per group: mean with its 95 % confidence interval."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     shown = [g for g in groups if metric in g.stats]
     if not shown:
@@ -203,18 +211,12 @@ def plot_bars(groups: list[Group], metric: str, title: str, path: Path) -> Path 
     ax.bar(range(len(shown)), means, yerr=errors, capsize=4, color=["C1" if g.best else "C0" for g in shown])
     ax.set_xticks(range(len(shown)), [g.label for g in shown], rotation=30, ha="right", fontsize=7)
     ax.set(ylabel=metric, title=title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_trend(groups: list[Group], key: str, metric: str, path: Path) -> Path | None:
     """The metric against one numeric key (train fraction, noise, depth…), one line per value of the other keys."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     lines: dict[str, list[tuple[float, Summary]]] = {}
     for g in groups:
@@ -231,10 +233,7 @@ def plot_trend(groups: list[Group], key: str, metric: str, path: Path) -> Path |
                     [p[1].ci_high - p[1].mean for p in points]], marker="o", capsize=3, label=name)
     ax.set(xlabel=key, ylabel=metric, title=f"{metric} vs {key} (95 % CI)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def to_html(title: str, sentence: str, header: list[str], rows: list[list[str]], images: list[Path]) -> str:
