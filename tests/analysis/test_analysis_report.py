@@ -85,3 +85,15 @@ def test_wandb_reader_builds_the_same_runs_from_the_api():
     assert calls == [("me/proj", {"group": "g1"})]
     assert run.config["model.dropout"] == 0.5 and run.metrics == {"test/acc": 0.9} and run.status == "completed"
     assert run.curves == [{"epoch": 0, "val/acc": 0.5}]
+
+
+def test_trend_plot_uses_the_numeric_key_even_when_a_name_key_comes_first(tmp_path):
+    for i, (aug, fraction, acc) in enumerate([("none", 0.25, 0.5), ("none", 1.0, 0.9), ("standard", 0.25, 0.4),
+                                               ("standard", 1.0, 0.95)]):
+        run_dir = write_run(tmp_path / "sweep", str(i), 0.0, 1, acc)
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        config.update(augmentation={"name": aug}, data={"train_fraction": fraction})
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    out = main([str(tmp_path / "sweep")])
+    assert "augmentation.name=none, data.train_fraction=0.25" in (out / "report.md").read_text()
+    assert (out / "trend.png").stat().st_size > 0

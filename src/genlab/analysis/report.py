@@ -236,6 +236,11 @@ def plot_trend(groups: list[Group], key: str, metric: str, path: Path) -> Path |
     return save_figure(fig, path)
 
 
+def first_trend(groups: list[Group], keys: list[str], metric: str, path: Path) -> Path | None:
+    """The trend plot against the first numeric grouping key (train fraction, noise, depth…), if there is one."""
+    return next((p for key in keys if (p := plot_trend(groups, key, metric, path)) is not None), None)
+
+
 def to_html(title: str, sentence: str, header: list[str], rows: list[list[str]], images: list[Path]) -> str:
     """A self-contained page: the table and the plots embedded as data URIs."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
@@ -324,7 +329,7 @@ def main(argv: list[str] | None = None) -> Path:
         plot_learning_curves(groups, out / "learning_curves.png"),
         plot_bars(groups, "gap/acc", "Generalization gap (train_eval acc − test acc) per group, 95 % CI", out / "gap.png"),
         plot_bars(groups, args.metric, f"{args.metric} per group, 95 % CI", out / "metric.png"),
-        plot_trend(groups, by[0], args.metric, out / "trend.png") if len(by) >= 1 else None,
+        first_trend(groups, by, args.metric, out / "trend.png"),
     ) if p is not None]
     title = f"genlab comparison: {len(runs)} runs, grouped by {', '.join(by) or 'nothing (one group)'}"
     markdown = f"# {title}\n\n{sentence}\n\n{to_markdown(header, rows)}\n\n" + "\n".join(f"![{p.stem}]({p.name})" for p in images) + "\n"
