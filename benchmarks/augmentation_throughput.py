@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 from genlab.data.augment import PRESETS, build_train_transform  # noqa: E402
 from genlab.data.catalog import dataset_info, load_dataset  # noqa: E402
-from genlab.data.datamodule import ArrayDataset, keep_batch, seed_worker_transform  # noqa: E402
+from genlab.data.datamodule import ArrayDataset, keep_batch  # noqa: E402
 
 CONF_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "conf")
 
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, float | str]]:
                 dataset.__getitems__(indices)
 
         loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=1, collate_fn=keep_batch,
-                            persistent_workers=True, worker_init_fn=seed_worker_transform)
+                            persistent_workers=True)
 
         def through_loader():
             for _ in loader:

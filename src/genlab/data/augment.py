@@ -27,10 +27,23 @@ class AlbumentationsTransform:
         return self.compose(image=image)["image"]
 
     def reseed(self, seed: int) -> None:
-        self.compose.set_random_seed(seed)
+        """Restart every random draw of the policy from `seed`, each transform from its own stream (albumentations'
+        set_random_seed gives all transforms the same seed, so two of a kind would draw identical values)."""
+        seed_policy(self.compose, np.random.SeedSequence(seed))
 
-    def __repr__(self) -> str:
-        return f"AlbumentationsTransform({self.compose})"
+    def __repr__(self) -> str:  # one line, for error messages: the transforms' names, not every argument
+        return f"AlbumentationsTransform({_describe(self.compose.transforms)})"
+
+
+def seed_policy(node, sequence: np.random.SeedSequence) -> None:
+    """Seed an albumentations transform, or a compose and everything nested in it, from independent child streams."""
+    from albumentations.core.composition import BaseCompose
+
+    children = list(node.transforms) if isinstance(node, BaseCompose) else []
+    own, *child_sequences = sequence.spawn(1 + len(children))
+    node.set_random_seed(int(own.generate_state(1)[0]))  # a compose also passes this seed down; overridden below
+    for child, child_sequence in zip(children, child_sequences):
+        seed_policy(child, child_sequence)
 
 
 def build_train_transform(config: Mapping[str, Any], info: DatasetInfo, seed: int) -> AlbumentationsTransform | None:

@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 import lightning.pytorch as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset
 
 from genlab.data.catalog import Splits, dataset_info, load_dataset
+from genlab.data.sampling import EpochBatchSampler, EpochOrder, ShardSampler
+from genlab.errors import DataError
 from genlab.data.strategies import (
     TrainingSetPlan,
     balanced_class_weights,
@@ -20,6 +23,9 @@ from genlab.data.strategies import (
 )
 
 ImageTransform = Callable[[np.ndarray], np.ndarray]
+# Lightning warns on every mid-epoch resume unless the loader object itself is stateful; the data module restores the
+# position instead (see ImageDataModule.state_dict), so the warning would be wrong.
+warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
 # Loader workers only pay off where there is per-image work (augmentation); more than this rarely helps one GPU.
 MAX_AUTO_WORKERS = 8
 
@@ -36,6 +42,11 @@ class ArrayDataset(Dataset):
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         images = self.images[indices]
         if self.transform is not None:
+            # A training batch carries its own augmentation seed: the draws depend on (seed, epoch, step), never on
+            # which loader worker runs the batch or how many there are, and a resumed run repeats them.
+            stream = getattr(indices, "stream_seed", None)
+            if stream is not None:
+                self.transform.reseed(stream)
             images = np.stack([self.transform(image) for image in images])
         return torch.from_numpy(images), torch.from_numpy(self.labels[indices])
 
@@ -65,18 +76,44 @@ def resolve_pin_memory(pin_memory: bool | str) -> bool:
     return torch.cuda.is_available() if pin_memory == "auto" else bool(pin_memory)
 
 
-def seed_worker_transform(worker_id: int) -> None:
-    """worker_init_fn: Lightning's per-worker seeding, plus a distinct seed for the augmentation policy of each worker.
+class TrainLoader(DataLoader):
+    """The training DataLoader, whose failures say which data set and which augmentation policy they came from.
 
-    albumentations keeps its own generators; without this every forked worker would repeat the same augmentations.
+    A transform that raises in a worker, or a worker killed by the OS (out of memory, a crash in native code), would
+    otherwise surface as a bare RuntimeError about a worker pid.
     """
-    from lightning.fabric.utilities.seed import pl_worker_init_function
 
-    pl_worker_init_function(worker_id)
-    info = torch.utils.data.get_worker_info()
-    reseed = getattr(getattr(info.dataset, "transform", None), "reseed", None)
-    if reseed is not None:
-        reseed(info.seed % 2**32)
+    def __init__(self, dataset: ArrayDataset, dataset_name: str, **kwargs: Any):
+        super().__init__(dataset, **kwargs)
+        self.dataset_name = dataset_name
+
+    def __iter__(self):
+        iterator = super().__iter__()
+        while True:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            except Exception as err:  # anything a transform or a dying worker raises
+                transform = self.dataset.transform
+                policy = "no augmentation" if transform is None else f"augmentation {transform}"
+                raise DataError(f"loading training images of data set {self.dataset_name!r} with {policy} failed: "
+                                f"{last_line(err)}"
+                                + ("; data.num_workers=0 runs the augmentation in the training process, where the "
+                                   "full traceback shows" if self.num_workers else "")) from err
+            yield batch
+
+
+def last_line(err: BaseException) -> str:
+    """The line that names the error: worker exceptions arrive with the worker's whole traceback as their message."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[-1] if lines else type(err).__name__
+
+
+def own_generator(seed: int) -> torch.Generator:
+    """A DataLoader's own generator: creating an iterator then draws from it, not from the global torch RNG, so the
+    global stream (dropout, mixup) is the same whether or not a run was interrupted and resumed."""
+    return torch.Generator().manual_seed(seed)
 
 
 def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -128,6 +165,8 @@ class ImageDataModule(L.LightningDataModule):
         self.plan = plan or TrainingSetPlan()
         self.plan_record: dict[str, Any] = {}
         self._splits: Splits | None = None
+        self.train_sampler: EpochBatchSampler | None = None
+        self._resume_position: tuple[int, int] | None = None
         self.train_set = self.val_set = self.train_eval_set = self.test_set = None
         if self.info.mean is not None:
             self._set_normalization(self.info.mean, self.info.std)
@@ -166,21 +205,21 @@ class ImageDataModule(L.LightningDataModule):
         return balanced_class_weights(self.train_set.labels, self.info.num_classes).tolist()
 
     def train_dataloader(self) -> DataLoader:
-        sampler = None
-        if self.plan.balance == "sampler":
-            weights = torch.from_numpy(balanced_sample_weights(self.train_set.labels))
-            sampler = WeightedRandomSampler(weights, num_samples=len(weights), replacement=True,
-                                            generator=torch.Generator().manual_seed(self.seed))
-        return DataLoader(
+        rank, world_size = self.process_slot()
+        weights = balanced_sample_weights(self.train_set.labels) if self.plan.balance == "sampler" else None
+        order = EpochOrder(len(self.train_set), self.seed, weights)
+        self.train_sampler = EpochBatchSampler(order, self.batch_size, rank, world_size)
+        if self._resume_position is not None:  # kept: Lightning builds this loader twice (once just for its length)
+            self.train_sampler.resume_at(*self._resume_position)
+        return TrainLoader(
             self.train_set,
-            batch_size=self.batch_size,
-            shuffle=sampler is None,
-            sampler=sampler,
+            dataset_name=self.info.name,
+            batch_sampler=self.train_sampler,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
-            worker_init_fn=seed_worker_transform if self.num_workers > 0 else None,
             collate_fn=keep_batch,
+            generator=own_generator(self.seed),
         )
 
     def val_dataloader(self) -> list[DataLoader]:
@@ -191,7 +230,33 @@ class ImageDataModule(L.LightningDataModule):
 
     def _eval_loader(self, dataset: ArrayDataset) -> DataLoader:
         # No workers: evaluation has no per-image work, and slicing in-memory uint8 arrays beats inter-process copies.
-        return DataLoader(dataset, batch_size=self.eval_batch_size, pin_memory=self.pin_memory, collate_fn=keep_batch)
+        batches = ShardSampler(len(dataset), self.eval_batch_size, *self.process_slot())
+        return DataLoader(dataset, batch_sampler=batches, pin_memory=self.pin_memory, collate_fn=keep_batch,
+                          generator=own_generator(self.seed))
+
+    def process_slot(self) -> tuple[int, int]:
+        """(rank, world size) of this process: the data module shards the data itself (Lightning's
+        use_distributed_sampler is off, since its sampler neither resumes mid-epoch nor matches one device's order)."""
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def state_dict(self) -> dict[str, int]:
+        """Where training continues in the sampler's order, saved in every checkpoint: an epoch and its batches done.
+
+        Counted from the trainer's progress, not by the loader: workers and Lightning's prefetching draw batches ahead
+        of the ones trained on. The data module, not the loader, holds it: Lightning restores a data module before it
+        first builds the training loader, but a stateful loader only when it builds it after the restore, which it
+        does not when the scheduler asks for the number of steps first.
+        """
+        trainer = self.trainer
+        if trainer is None or trainer.state.fn != "fit":
+            return {}
+        epoch, done = trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"epoch": epoch + 1, "batches_done": 0} if done >= trainer.num_training_batches else {"epoch": epoch, "batches_done": done}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if state:
+            self._resume_position = (state["epoch"], state["batches_done"])
 
     def _load(self, download: bool) -> Splits:
         return load_dataset(self.info.name, self.data_dir, download, **self.options)
