@@ -39,6 +39,7 @@ from genlab.training.loggers import (
 )
 from genlab.training.module import ImageClassifier
 from genlab.training.optim import scale_learning_rate
+from genlab.training.random_state import RandomStateInCheckpoint
 from genlab.training.regularization import apply_regularization
 
 PLAN_KEYS = ("train_fraction", "train_size", "imbalance", "label_noise", "balance")
@@ -141,11 +142,12 @@ def build_loggers(section: DictConfig | None, wandb_id: str | None = None) -> li
 
 
 def build_callbacks(section: DictConfig | None, have_loggers: bool) -> list[L.Callback]:
+    """The configured callbacks, plus the random state in checkpoints, which exact resume needs whatever the config."""
     from lightning.pytorch.callbacks import LearningRateMonitor
 
     callbacks = instantiate_enabled(section)
     # The LR monitor logs through a logger and refuses to start without one (logger=none).
-    return [c for c in callbacks if have_loggers or not isinstance(c, LearningRateMonitor)]
+    return [*(c for c in callbacks if have_loggers or not isinstance(c, LearningRateMonitor)), RandomStateInCheckpoint()]
 
 
 def build_trainer(cfg: DictConfig, loggers: list[Any], callbacks: list[L.Callback]) -> L.Trainer:

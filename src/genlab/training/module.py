@@ -7,7 +7,7 @@ import lightning.pytorch as L
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MaxMetric, MetricCollection
+from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
 
 from genlab.models import LogitsWithAux, build_model
@@ -68,7 +68,12 @@ class ImageClassifier(L.LightningModule):
         # keyed "on_<stage>": a bare "train" key would shadow nn.Module.train
         self.metrics = nn.ModuleDict({f"on_{s}": accuracy_metrics(num_classes, f"{s}/", calibration=s == "test")
                                       for s in ("train", "val", "train_eval", "test")})
+        self.train_loss = MeanMetric()
         self.val_acc_best = MaxMetric()
+        # What accumulates across training steps goes into checkpoints, so a run resumed mid-epoch logs the same
+        # epoch metrics and keeps the same best as one that never stopped.
+        for metric in (self.metrics["on_train"], self.train_loss, self.val_acc_best):
+            metric.persistent(True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | LogitsWithAux:
         """The net's output: logits, or in training mode `LogitsWithAux` for nets with auxiliary classifiers."""
@@ -83,7 +88,9 @@ class ImageClassifier(L.LightningModule):
         logits = output.logits if isinstance(output, LogitsWithAux) else output
         loss = self.objective(logits, targets)
         # accuracy against the hard labels; train/loss is the main head's only, comparable with val/loss
-        self._log_step("train", loss, logits, labels, on_step=True)
+        self.metrics["on_train"].update(logits.detach(), labels)
+        self.train_loss.update(loss.detach(), weight=labels.shape[0])
+        self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
         if isinstance(output, LogitsWithAux):
             aux_loss = output.aux_weight * sum(self.objective(aux, targets) for aux in output.aux)
             self.log("train/aux_loss", aux_loss.detach(), on_step=True, on_epoch=True, batch_size=labels.shape[0])
@@ -92,16 +99,16 @@ class ImageClassifier(L.LightningModule):
             loss = loss + self.l1 * l1_penalty(self.net)
         return loss
 
-    def on_train_start(self) -> None:
-        self.val_acc_best.reset()  # forget the sanity check's pass over untrained weights
-
     def on_train_epoch_end(self) -> None:
+        self.log("train/loss_epoch", self.train_loss.compute())
+        self.train_loss.reset()
         self._log_epoch_metrics("train")
 
     def on_validation_epoch_end(self) -> None:
         val_acc = self.metrics["on_val"]["acc"].compute()
-        self.val_acc_best.update(val_acc)
-        self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
+        if not self.trainer.sanity_checking:  # the sanity check scores untrained weights: no candidate for the best
+            self.val_acc_best.update(val_acc)
+            self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
         # The test set is only touched at the end, so during training the gap is measured against val.
         self.log("gap_val/acc", self.metrics["on_train_eval"]["acc"].compute() - val_acc, sync_dist=True)
         self._log_epoch_metrics("val", "train_eval")
@@ -132,12 +139,9 @@ class ImageClassifier(L.LightningModule):
             logits = ((self(images).softmax(-1) + self(images.flip(-1)).softmax(-1)) / 2).clamp_min(1e-12).log()
         else:
             logits = self(images)
-        self._log_step(stage, F.cross_entropy(logits, labels), logits, labels, on_step=False)
-
-    def _log_step(self, stage: str, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, on_step: bool) -> None:
-        self.metrics[f"on_{stage}"].update(logits.detach(), labels)
-        self.log(f"{stage}/loss", loss.detach(), on_step=on_step, on_epoch=True, batch_size=labels.shape[0],
-                 sync_dist=not on_step, add_dataloader_idx=False, prog_bar=stage in ("train", "val"))
+        self.metrics[f"on_{stage}"].update(logits, labels)
+        self.log(f"{stage}/loss", F.cross_entropy(logits, labels), on_epoch=True, batch_size=labels.shape[0],
+                 sync_dist=True, add_dataloader_idx=False, prog_bar=stage == "val")
 
     def configure_optimizers(self):
         optimizer = build_optimizer(self.net, self.hparams.optimizer)
