@@ -34,7 +34,7 @@ def unsupported_reason(config: Mapping[str, Any]) -> str | None:
     if name in DEVICE_PRESETS:
         return None
     return (f"augmentation={name} needs {NEEDS[name]}, and the device path does only none and standard "
-            f"(pad-and-crop, flip, cutout)")
+            "(pad-and-crop, flip, cutout)")
 
 
 def cpu_fallback_message(reason: str) -> str:
