@@ -1,10 +1,12 @@
-"""Images per second of each augmentation preset for one loader worker, on CIFAR-shaped (32x32x3 uint8) data.
+"""Images per second of each augmentation preset for one loader worker, on CIFAR-shaped (32x32x3 uint8) data, and of
+the batch-wise device path (data.loader=gpu) for the presets it supports, on the CPU and on CUDA when there is one.
 
     python benchmarks/augmentation_throughput.py [--images 10000] [--batch-size 128] [--repeats 3]
 
-Two numbers per preset: the policy alone in one process (what one worker can compute), and end to end through a
-DataLoader with num_workers=1 (the policy plus the copy back to the training process). Training needs
-images/s of the model / images/s per worker workers. A benchmark, not a test: it prints a Markdown table.
+Two numbers per albumentations preset: the policy alone in one process (what one worker can compute), and end to end
+through a DataLoader with num_workers=1 (the policy plus the copy back to the training process). Training needs
+images/s of the model / images/s per worker workers. The device path has no worker: its number is taking each batch
+out of the split already on the device and augmenting it there. A benchmark, not a test: it prints a Markdown table.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 from genlab.data.augment import PRESETS, build_train_transform  # noqa: E402
 from genlab.data.catalog import dataset_info, load_dataset  # noqa: E402
 from genlab.data.datamodule import ArrayDataset, keep_batch  # noqa: E402
+from genlab.data.device_augment import DEVICE_PRESETS, DeviceAugment  # noqa: E402
 
 CONF_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "conf")
 
@@ -77,12 +80,36 @@ def main(argv: list[str] | None = None) -> list[dict[str, float | str]]:
                 pass
 
         through_loader()  # start the worker outside the measurement
-        row = {"preset": name, "in_process": best_rate(in_process, args.images, args.repeats),
+        row = {"preset": name, "path": "albumentations", "in_process": best_rate(in_process, args.images, args.repeats),
                "one_worker": best_rate(through_loader, args.images, args.repeats)}
         print(f"| {name} | {row['in_process']:,.0f} | {row['one_worker']:,.0f} |", flush=True)
         rows.append(row)
         del loader
+    for device in ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]:
+        for name in DEVICE_PRESETS:
+            rate = device_rate(preset_config(name), info, splits.train_images, batches, device, args.repeats)
+            row = {"preset": name, "path": f"device {device}", "in_process": rate, "one_worker": None}
+            print(f"| {name}, batch-wise on the {device} (data.loader=gpu) | {row['in_process']:,.0f} | no worker |",
+                  flush=True)
+            rows.append(row)
     return rows
+
+
+def device_rate(config: dict, info, images: np.ndarray, batches: list[list[int]], device: str, repeats: int) -> float:
+    """Images/s of the device path: each batch indexed out of the split held on `device`, then augmented there."""
+    augment = DeviceAugment(config, info)
+    split = torch.from_numpy(images).to(device).contiguous()  # synthetic images are a transposed view: ~20x slower to index
+    batch_indices = [torch.tensor(indices, device=device) for indices in batches]
+    generator = torch.Generator(device).manual_seed(0)
+
+    def on_device():
+        for indices in batch_indices:
+            augment(split.index_select(0, indices), generator)  # ~10x faster on the CPU than split[indices]
+        if device == "cuda":
+            torch.cuda.synchronize()  # kernels run asynchronously: count them until they are done
+
+    on_device()  # warm-up: allocator, CUDA context
+    return best_rate(on_device, len(images), repeats)
 
 
 if __name__ == "__main__":

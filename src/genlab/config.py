@@ -98,15 +98,18 @@ def validate_augmentation(aug: DictConfig, data: DictConfig) -> None:
     require("augmentation.tta", aug.tta, isinstance(aug.tta, bool), "true or false")
     n = aug.preview_images
     require("augmentation.preview_images", n, _is_int(n) and 0 <= n <= 1024, "an integer in [0, 1024] (0 = no preview)")
-    if "crop_padding" in aug:
+    if "crop_padding" in aug:  # standard and the presets built on it (strong, randaugment)
         _fraction("augmentation.crop_padding", aug.crop_padding)
         require("augmentation.hflip", aug.hflip, isinstance(aug.hflip, bool), "true or false")
+        size = aug.cutout_size
+        require("augmentation.cutout_size", size, _is_number(size) and 0 < size <= 1, "a fraction of the side in (0, 1]")
+        _probability("augmentation.cutout_prob", aug.cutout_prob)
     if aug.name == "strong":
-        for key in ("shift", "scale", "brightness", "contrast", "saturation", "cutout_size"):
+        for key in ("shift", "scale", "brightness", "contrast", "saturation"):
             _fraction(f"augmentation.{key}", aug[key])
         require("augmentation.rotate", aug.rotate, _is_number(aug.rotate) and 0 <= aug.rotate <= 180, "degrees in [0, 180]")
         require("augmentation.hue", aug.hue, _is_number(aug.hue) and 0 <= aug.hue <= 0.5, "a number in [0, 0.5]")
-        for key in ("affine_prob", "colour_prob", "cutout_prob"):
+        for key in ("affine_prob", "colour_prob"):
             _probability(f"augmentation.{key}", aug[key])
     if aug.name == "randaugment":
         require("augmentation.num_ops", aug.num_ops, _is_int(aug.num_ops) and aug.num_ops >= 0, "an integer >= 0")

@@ -1,8 +1,9 @@
 """Training-time augmentation policies (albumentations), on uint8 (H, W, C) images in the loader workers.
 
-Presets (conf/augmentation/*.yaml): none, standard (pad-and-random-crop + horizontal flip where flips keep labels),
-strong (standard + affine + colour + cutout), randaugment (standard + N ops at magnitude M) and custom (any list of
-albumentations transforms written in YAML). Evaluation never augments: it only normalises, on the device.
+Presets (conf/augmentation/*.yaml): none, standard (pad-and-random-crop + horizontal flip where flips keep labels +
+optional cutout), strong (standard + affine + colour, cutout on), randaugment (standard + N ops at magnitude M) and
+custom (any list of albumentations transforms written in YAML). Evaluation never augments: it only normalises, on the
+device. genlab.data.device_augment does none and standard batch-wise on the device instead.
 """
 from __future__ import annotations
 
@@ -77,13 +78,18 @@ def build_train_transform(config: Mapping[str, Any], info: DatasetInfo, seed: in
 
 
 def standard_ops(config: Mapping[str, Any], info: DatasetInfo) -> list:
+    """Pad-and-crop and mirror (`crop_flip_ops`), then one cutout hole when `cutout_prob` > 0."""
+    return [*crop_flip_ops(config, info), *cutout_ops(config)]
+
+
+def crop_flip_ops(config: Mapping[str, Any], info: DatasetInfo) -> list:
     """Zero-pad by `crop_padding` x side (>= 1 px) and crop back at a random position; mirror where labels allow."""
     import albumentations as A
     import cv2
 
     ops = []
     if config["crop_padding"] > 0:
-        pad = max(1, round(config["crop_padding"] * info.image_size))
+        pad = crop_pad_pixels(config["crop_padding"], info.image_size)
         ops += [A.Pad(padding=pad, border_mode=cv2.BORDER_CONSTANT, fill=0),
                 A.RandomCrop(info.image_size, info.image_size)]
     if config["hflip"] and info.flips_keep_label:
@@ -91,16 +97,32 @@ def standard_ops(config: Mapping[str, Any], info: DatasetInfo) -> list:
     return ops
 
 
+def crop_pad_pixels(crop_padding: float, image_size: int) -> int:
+    """The zero padding of the random crop in pixels: `crop_padding` x side, at least 1 px."""
+    return max(1, round(crop_padding * image_size))
+
+
+def cutout_ops(config: Mapping[str, Any]) -> list:
+    """One hole filled with 0, with probability `cutout_prob`; height and width each ~ side x U[size / 2, size]."""
+    import albumentations as A
+
+    if config["cutout_prob"] == 0:
+        return []
+    # albumentations reads a range whose upper end is >= 1 as pixels, so cutout_size 1 would mean 0-1 px holes; the
+    # largest float below 1 keeps it a fraction and changes nothing else (sides are floor(side * u), u < 1 either way)
+    top = min(config["cutout_size"], float(np.nextafter(1.0, 0.0)))
+    hole = (config["cutout_size"] / 2, top)
+    return [A.CoarseDropout(num_holes_range=(1, 1), hole_height_range=hole, hole_width_range=hole, fill=0,
+                            p=config["cutout_prob"])]
+
+
 def strong_ops(config: Mapping[str, Any], info: DatasetInfo) -> list:
-    """standard + random affine (shift, scale, rotate) + colour jitter + one cutout hole."""
+    """Pad-and-crop and mirror, random affine (shift, scale, rotate), colour jitter, then the cutout hole."""
     import albumentations as A
 
     affine = A.Affine(translate_percent=(-config["shift"], config["shift"]), scale=(1 - config["scale"], 1 + config["scale"]),
                       rotate=(-config["rotate"], config["rotate"]), p=config["affine_prob"])
-    hole = (config["cutout_size"] / 2, config["cutout_size"])
-    cutout = A.CoarseDropout(num_holes_range=(1, 1), hole_height_range=hole, hole_width_range=hole, fill=0,
-                             p=config["cutout_prob"])
-    return [*standard_ops(config, info), affine, *colour_ops(config, info.channels), cutout]
+    return [*crop_flip_ops(config, info), affine, *colour_ops(config, info.channels), *cutout_ops(config)]
 
 
 def colour_ops(config: Mapping[str, Any], channels: int) -> list:
@@ -118,7 +140,8 @@ def colour_ops(config: Mapping[str, Any], channels: int) -> list:
 
 
 def randaugment_ops(config: Mapping[str, Any], info: DatasetInfo) -> list:
-    """standard + RandAugment (Cubuk et al. 2020): `num_ops` ops drawn uniformly per image, each at `magnitude`.
+    """Pad-and-crop and mirror, RandAugment (Cubuk et al. 2020): `num_ops` ops drawn per image at up to `magnitude`,
+    then the cutout hole (cutout_prob 0 by default), last as in strong.
 
     As in timm's random-magnitude variant, an op's strength is drawn up to the magnitude (signs at random), which
     keeps every op usable through albumentations' range arguments.
@@ -126,7 +149,7 @@ def randaugment_ops(config: Mapping[str, Any], info: DatasetInfo) -> list:
     import albumentations as A
 
     ops = randaugment_op_list(config["magnitude"] / MAX_MAGNITUDE, info.channels)
-    return [*standard_ops(config, info), A.SomeOf(ops, n=config["num_ops"], replace=True, p=1.0)]
+    return [*crop_flip_ops(config, info), A.SomeOf(ops, n=config["num_ops"], replace=True, p=1.0), *cutout_ops(config)]
 
 
 def randaugment_op_list(strength: float, channels: int) -> list:
