@@ -30,8 +30,9 @@ def require(key: str, value: object, ok: bool, expected: str) -> None:
         raise ConfigError(key, value, expected)
 
 
+LOADERS = ("cpu", "gpu")
 # Keys every data config has; any other key must be an option of its data set's reader.
-DATA_KEYS = ("name", "data_dir", "download", "batch_size", "val_size", "num_workers", "pin_memory",
+DATA_KEYS = ("name", "data_dir", "download", "batch_size", "val_size", "loader", "num_workers", "pin_memory",
              "train_fraction", "train_size", "imbalance", "balance", "label_noise")
 # Data-set options (reader keyword arguments), checked by name: (is it valid?, what is expected).
 DATA_OPTIONS = {
@@ -54,6 +55,7 @@ def validate_data(data: DictConfig) -> None:
     v = data.val_size
     require("data.val_size", v, (_is_int(v) and v >= 1) or (isinstance(v, float) and 0 < v < 1),
             "a count >= 1 or a fraction in (0, 1) of the training set")
+    require("data.loader", data.get("loader", "cpu"), data.get("loader", "cpu") in LOADERS, f"one of {list(LOADERS)}")
     w = data.num_workers
     require("data.num_workers", w, w == "auto" or (_is_int(w) and w >= 0), "auto or an integer >= 0")
     require("data.pin_memory", data.pin_memory, data.pin_memory == "auto" or isinstance(data.pin_memory, bool),

@@ -11,6 +11,7 @@ from typing import Any
 
 import lightning.pytorch as L
 from hydra.utils import instantiate
+from lightning.pytorch.utilities import rank_zero_warn
 from omegaconf import DictConfig, OmegaConf
 
 from genlab.analysis.evaluation import confusion_matrix, per_class_accuracy, plot_confusion_matrix, predict, robustness
@@ -18,6 +19,7 @@ from genlab.config import validate, validate_augmentation, validate_data
 from genlab.data.augment import build_train_transform
 from genlab.data.catalog import dataset_info, options_in
 from genlab.data.datamodule import ImageDataModule
+from genlab.data.device_augment import DeviceAugment, cpu_fallback_message, unsupported_reason
 from genlab.data.strategies import TrainingSetPlan
 from genlab.errors import ConfigError, NonFiniteLoss, RunFailed
 from genlab.models import count_flops, count_parameters
@@ -49,16 +51,26 @@ PREVIEW_FILE = "augmentations.png"
 
 def build_datamodule(data: DictConfig, seed: int, augmentation: DictConfig | None = None,
                      plan: TrainingSetPlan | None = None) -> ImageDataModule:
-    """The data module of `data`: its reader's options, the training-set plan and the augmentation policy (if any)."""
+    """The data module of `data`: its reader's options, the training-set plan and the augmentation policy (if any),
+    run per image in loader workers or, with data.loader=gpu, batch-wise on the device."""
     options = options_in(data.name, data)
-    transform = None
+    on_device = data.get("loader", "cpu") == "gpu"
+    transform = device_augment = None
     if augmentation is not None:
         info = dataset_info(data.name, data.data_dir, **options)
-        transform = build_train_transform(OmegaConf.to_container(augmentation, resolve=True), info, seed)
+        policy = OmegaConf.to_container(augmentation, resolve=True)
+        reason = unsupported_reason(policy) if on_device else None
+        if reason is not None:
+            rank_zero_warn(cpu_fallback_message(reason))
+            on_device = False
+        if on_device:
+            device_augment = DeviceAugment(policy, info)
+        else:
+            transform = build_train_transform(policy, info, seed)
     return ImageDataModule(
         name=data.name, data_dir=data.data_dir, batch_size=data.batch_size, val_size=data.val_size,
         num_workers=data.num_workers, pin_memory=data.pin_memory, download=data.download, seed=seed,
-        train_transform=transform, options=options,
+        train_transform=transform, options=options, on_device=on_device, device_augment=device_augment,
         plan=plan or TrainingSetPlan(**{key: data[key] for key in PLAN_KEYS if key in data}),
     )
 
@@ -105,7 +117,7 @@ def save_preview(cfg: DictConfig, datamodule: ImageDataModule, run_dir: Path, lo
         return None
     from genlab.data.preview import save_augmentation_grid
 
-    path = save_augmentation_grid(datamodule.train_set, datamodule.info, run_dir / PREVIEW_FILE, count, cfg.seed)
+    path = save_augmentation_grid(*datamodule.preview_batch(count, cfg.seed), datamodule.info, run_dir / PREVIEW_FILE)
     log_image_file(loggers, "augmentation/samples", path)
     return path
 

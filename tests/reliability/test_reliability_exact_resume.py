@@ -44,16 +44,19 @@ def epoch_rows(run_dir) -> dict[int, dict[str, str]]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stop_after", [STEPS_PER_EPOCH, STEPS_PER_EPOCH + 9], ids=["after_epoch_1", "mid_epoch_2"])
-def test_an_interrupted_and_resumed_run_equals_the_uninterrupted_one(tmp_path, monkeypatch, stop_after):
-    straight = run(compose_config(RANDOM_RUN, tmp_path / "straight"))
+@pytest.mark.parametrize("stop_after, loader", [(STEPS_PER_EPOCH, "cpu"), (STEPS_PER_EPOCH + 9, "cpu"),
+                                                (STEPS_PER_EPOCH + 9, "gpu")],
+                         ids=["after_epoch_1", "mid_epoch_2", "mid_epoch_2_device_loader"])
+def test_an_interrupted_and_resumed_run_equals_the_uninterrupted_one(tmp_path, monkeypatch, stop_after, loader):
+    config = [*RANDOM_RUN, f"data.loader={loader}"]
+    straight = run(compose_config(config, tmp_path / "straight"))
 
     build_callbacks = pipeline.build_callbacks
     monkeypatch.setattr(pipeline, "build_callbacks", lambda *a, **k: [*build_callbacks(*a, **k), StopAtStep(stop_after)])
     with pytest.raises(RunFailed, match=f"interrupted at step {stop_after}"):
-        run(compose_config(RANDOM_RUN, tmp_path / "stopped"))
+        run(compose_config(config, tmp_path / "stopped"))
     monkeypatch.setattr(pipeline, "build_callbacks", build_callbacks)
-    resumed = run(compose_config([*RANDOM_RUN, "ckpt_path=last"], tmp_path / "stopped"))
+    resumed = run(compose_config([*config, "ckpt_path=last"], tmp_path / "stopped"))
 
     assert resumed == straight  # exactly: every test metric of the best and the final weights
     assert epoch_rows(tmp_path / "stopped") == epoch_rows(tmp_path / "straight")

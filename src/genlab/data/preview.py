@@ -1,7 +1,6 @@
 """A picture of what the model trains on: a grid of augmented training images, because augmentations are checked by eye."""
 from __future__ import annotations
 
-import copy
 import math
 from pathlib import Path
 
@@ -10,22 +9,13 @@ import numpy as np
 from genlab.data.catalog import DatasetInfo
 
 
-def save_augmentation_grid(dataset, info: DatasetInfo, path: Path, count: int, seed: int) -> Path:
-    """Draw `count` training images through the dataset's transform and save them as a PNG grid, titled by label.
-
-    `dataset` is an `ArrayDataset`; images are shown as the loader serves them, before normalisation. A seeded copy of
-    the transform draws them, so the preview does not shift the random augmentations training will see.
-    """
+def save_augmentation_grid(images: np.ndarray, labels: np.ndarray, info: DatasetInfo, path: Path) -> Path:
+    """Save uint8 (N, H, W, C) training images, as augmented for training and before normalisation, as a PNG grid
+    titled by label."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
 
-    count = min(count, len(dataset))
-    indices = np.sort(np.random.default_rng(seed).choice(len(dataset), size=count, replace=False))
-    transform = copy.deepcopy(dataset.transform)
-    if hasattr(transform, "reseed"):
-        transform.reseed(seed)
-    images = [transform(image) if transform else image for image in dataset.images[indices]]
-    labels = dataset.labels[indices]
+    count = len(images)
     cols = math.ceil(math.sqrt(count))
     rows = math.ceil(count / cols)
     fig = Figure(figsize=(1.3 * cols, 1.45 * rows), dpi=100)

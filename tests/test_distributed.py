@@ -1,0 +1,56 @@
+"""DDP on the CPU (gloo), run as a user runs it: `trainer=ddp` starts a second process, and the data module gives the
+two processes the halves of each global batch one process would train on."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+COMMON = ["data=digits", "trainer.max_epochs=2", "trainer.deterministic=true", "logger=csv",
+          "analysis.robustness=false", "analysis.confusion_matrix=false", "augmentation.preview_images=0",
+          "callbacks.rich_progress_bar.enabled=false", "trainer.enable_progress_bar=false", "seed=3"]
+TWO_CPU_PROCESSES = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
+
+
+def train(cwd: Path, *args: str, multirun: bool = False) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "NO_ALBUMENTATIONS_UPDATE": "1", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, str(REPO / "train.py"), *(["-m"] if multirun else []), *COMMON, *args]
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def results(run_dir: Path) -> dict:
+    return json.loads((run_dir / "results.json").read_text())
+
+
+@pytest.mark.slow
+def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path):
+    train(tmp_path, "data.batch_size=64", f"hydra.run.dir={tmp_path / 'one'}")
+    train(tmp_path, *TWO_CPU_PROCESSES, "data.batch_size=32", f"hydra.run.dir={tmp_path / 'two'}")
+    one, two = results(tmp_path / "one"), results(tmp_path / "two")
+    assert two["status"] == "completed" and two["epochs"] == one["epochs"] == 2
+    # Same images per step and the same mean gradient; only the order of float additions differs.
+    for key in ("test/acc", "final/test/acc", "train_eval/acc", "val/acc_best"):
+        assert two["metrics"][key] == pytest.approx(one["metrics"][key], abs=2 / 360), key
+    for key in ("test/loss", "train_eval/loss"):
+        assert two["metrics"][key] == pytest.approx(one["metrics"][key], rel=1e-3), key
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]  # the second process wrote no dir of its own
+
+
+@pytest.mark.slow
+def test_ddp_jobs_of_a_submitit_multirun_each_get_one_run_dir_and_one_result(tmp_path):
+    sweep = tmp_path / "sweep"
+    train(tmp_path, *TWO_CPU_PROCESSES, "hydra/launcher=submitit_local", "trainer.max_epochs=1",
+          "trainer.limit_train_batches=4", "seed=1,2", f"hydra.sweep.dir={sweep}", multirun=True)
+    job_dirs = sorted(p for p in sweep.iterdir() if p.is_dir() and (p / ".hydra").is_dir())
+    assert [p.name for p in job_dirs] == ["0", "1"]
+    assert [results(p)["seed"] for p in job_dirs] == [1, 2]
+    assert all(results(p)["status"] == "completed" for p in job_dirs)
+    assert len(list(sweep.rglob("results.json"))) == 2  # no stray dirs from the second process of each job
