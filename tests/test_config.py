@@ -58,6 +58,8 @@ def test_unknown_group_option_lists_the_choices(make_cfg):
         ("scheduler.warmup_epochs=100", "scheduler.warmup_epochs", "[0, trainer.max_epochs=30]"),
         ("optimizer.weight_decay=-1", "optimizer.weight_decay", ">= 0"),
         ("+model.depthh=3", "model.depthh", "a knob of simple_cnn"),
+        ("model.channels_last=yes", "model.channels_last", "true or false"),
+        ("model.compile=1", "model.compile", "true or false"),
     ],
 )
 def test_invalid_values_name_key_value_and_what_is_allowed(make_cfg, override, key, expected):

@@ -13,6 +13,8 @@ from genlab.models import model_knobs
 from genlab.training.losses import LOSSES
 from genlab.training.optim import LR_SCALING, SCHEDULERS
 
+# Model keys that say how the network runs, not what it is (conf/model/_common.yaml): not build_model knobs.
+MODEL_RUN_KEYS = ("channels_last", "compile")
 PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64", "64-true")
 CUDA_ONLY_PRECISIONS = ("16-mixed", "16-true")
 
@@ -128,7 +130,11 @@ def validate_augmentation(aug: DictConfig, data: DictConfig) -> None:
 def validate_model(model: DictConfig) -> None:
     knobs = model_knobs(model.name)
     for key in model:
-        require(f"model.{key}", model[key], key == "name" or key in knobs, f"a knob of {model.name}: one of {sorted(knobs)}")
+        require(f"model.{key}", model[key], key == "name" or key in knobs or key in MODEL_RUN_KEYS,
+                f"a knob of {model.name}: one of {sorted(knobs)}, or one of {list(MODEL_RUN_KEYS)}")
+    for key in MODEL_RUN_KEYS:
+        value = model.get(key, False)
+        require(f"model.{key}", value, isinstance(value, bool), "true or false")
 
 
 def validate_optimization(optimizer: DictConfig, scheduler: DictConfig, max_epochs: int) -> None:

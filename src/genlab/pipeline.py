@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from genlab.analysis.evaluation import confusion_matrix, per_class_accuracy, plot_confusion_matrix, predict, robustness
-from genlab.config import validate, validate_augmentation, validate_data
+from genlab.config import MODEL_RUN_KEYS, validate, validate_augmentation, validate_data
 from genlab.data.augment import build_train_transform
 from genlab.data.catalog import dataset_info, options_in
 from genlab.data.datamodule import ImageDataModule
@@ -76,6 +76,9 @@ def build_module(cfg: DictConfig, datamodule: ImageDataModule) -> ImageClassifie
     """
     info = datamodule.info
     model = OmegaConf.to_container(cfg.model, resolve=True)
+    # How the net runs is the module's business; the build spec (and so the checkpoint's hparams.model) is the net.
+    # A config saved before these keys existed runs as they default.
+    run_options = {key: model.pop(key, False) for key in MODEL_RUN_KEYS}
     model.update(in_channels=info.channels, num_classes=info.num_classes, image_size=info.image_size)
     augmentation = cfg.get("augmentation") or {}
     return ImageClassifier(
@@ -87,6 +90,7 @@ def build_module(cfg: DictConfig, datamodule: ImageDataModule) -> ImageClassifie
         mixing={key: augmentation[key] for key in MIXING_KEYS if key in augmentation},
         class_weights=datamodule.class_weights(),
         tta=bool(augmentation.get("tta", False)),
+        **run_options,
     )
 
 
