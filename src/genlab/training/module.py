@@ -15,7 +15,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibratio
 from genlab.models import LogitsWithAux, build_model
 from genlab.training.losses import Objective
 from genlab.training.mixing import BatchMixing
-from genlab.training.optim import build_optimizer, build_scheduler
+from genlab.training.optim import build_optimizer, build_scheduler, clips_under_mixed_precision
 from genlab.training.regularization import l1_penalty
 
 # dataloader index -> metric prefix, per stage; index 1 is always the fixed train_eval subset.
@@ -184,7 +184,9 @@ class ImageClassifier(L.LightningModule):
                  sync_dist=not on_step, add_dataloader_idx=False, prog_bar=stage in ("train", "val"))
 
     def configure_optimizers(self):
-        optimizer = build_optimizer(self.net, self.hparams.optimizer)
+        # Built here, with the parameters already on their device: auto picks a fused kernel for that device.
+        clip = clips_under_mixed_precision(self.trainer.precision, self.trainer.gradient_clip_val)
+        optimizer = build_optimizer(self.net, self.hparams.optimizer, clip)
         scheduler = build_scheduler(optimizer, self.hparams.scheduler, int(self.trainer.estimated_stepping_batches),
                                     self.trainer.max_epochs or 1)
         return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
