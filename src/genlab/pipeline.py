@@ -312,7 +312,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         validate_augmentation(augmentation, cfg.data)
     t0 = time.perf_counter()
     tta = bool(augmentation.tta) if augmentation is not None else False
-    module = ImageClassifier.load_from_checkpoint(ckpt, map_location="cpu", tta=tta)
+    # One pass over the test set: compiling a network trained with model.compile would cost more than it saves.
+    module = ImageClassifier.load_from_checkpoint(ckpt, map_location="cpu", tta=tta, compile=False)
     trained_on = module.hparams.data
     if cfg.data.name != trained_on["name"]:
         raise ConfigError("data", cfg.data.name, f"data={trained_on['name']}, the data set this checkpoint was trained on")
