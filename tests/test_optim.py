@@ -1,6 +1,7 @@
 """Weight decay groups, optimizer implementations and learning-rate schedules do what their configs say."""
 from __future__ import annotations
 
+import copy
 import math
 
 from types import SimpleNamespace
@@ -104,6 +105,38 @@ def test_fused_is_refused_for_parameters_on_a_device_without_the_kernel():
         net = tiny_net()
     with pytest.raises(ConfigError, match=r"torch has no fused SGD for parameters on \['meta'\]"):
         build_optimizer(net, optimizer_config(implementation="fused"))
+
+
+@pytest.mark.parametrize("target", ["torch.optim.SGD", "torch.optim.Adam"])
+def test_a_resumed_optimizer_keeps_the_implementation_it_was_built_with(target):
+    """A checkpoint saved with the for-loop (e.g. before auto chose fused) resumes into a fused optimizer, and steps
+    correctly under a GradScaler, which lets a fused optimizer unscale its own gradients."""
+    net = tiny_net()
+    images = torch.randn(4, 1, 3, 3)
+    old = build_optimizer(net, optimizer_config(target, "for_loop"))
+    net(images).sum().backward()
+    old.step()
+    resumed, reference = (build_optimizer(net, optimizer_config(target, impl)) for impl in ("auto", "for_loop"))
+    resumed.load_state_dict(copy.deepcopy(old.state_dict()))  # loading may share the saved state's tensors
+    reference.load_state_dict(copy.deepcopy(old.state_dict()))
+    assert resumed.param_groups[0]["fused"] is True and not reference.param_groups[0]["fused"]
+    start = [p.detach().clone() for p in net.parameters()]
+    ends = []
+    for optimizer, scaler in ((resumed, torch.amp.GradScaler("cpu")), (reference, None)):
+        with torch.no_grad():
+            for p, p0 in zip(net.parameters(), start):
+                p.copy_(p0)
+        net.zero_grad()
+        loss = net(images).sum()
+        if scaler:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+        else:
+            loss.backward()
+            optimizer.step()
+        ends.append([p.detach().clone() for p in net.parameters()])
+    for fused_end, loop_end in zip(*ends):
+        torch.testing.assert_close(fused_end, loop_end, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("precision,clip,fused",

@@ -85,6 +85,14 @@ def implementation_flags(implementation: str, optimizer_class: type, params: lis
     return {"fused": True} if fused and not clip_under_mixed_precision else {}
 
 
+def keep_built_implementation(optimizer: torch.optim.Optimizer, state_dict: dict[str, Any]) -> dict[str, Any]:
+    """Load pre-hook: a saved state's param groups carry the fused/foreach flags of the run that saved it; a resumed run
+    keeps the ones it was built with. GradScaler and Lightning decide who unscales gradients when the optimizer is
+    built, so a fused optimizer resumed as the for-loop from an older checkpoint would fail under 16-mixed."""
+    flags = {key: optimizer.defaults[key] for key in ("fused", "foreach") if key in optimizer.defaults}
+    return {**state_dict, "param_groups": [{**group, **flags} for group in state_dict["param_groups"]]}
+
+
 def build_optimizer(model: nn.Module, config: dict[str, Any],
                     clip_under_mixed_precision: bool = False) -> torch.optim.Optimizer:
     """`config` is the optimizer group: `_target_` (a torch.optim class), lr, weight_decay, decay_norm_and_bias,
@@ -95,7 +103,9 @@ def build_optimizer(model: nn.Module, config: dict[str, Any],
     groups = parameter_groups(model, kwargs.pop("weight_decay", 0.0), kwargs.pop("decay_norm_and_bias", False))
     params = [p for group in groups for p in group["params"]]
     flags = implementation_flags(implementation, optimizer_class, params, clip_under_mixed_precision)
-    return optimizer_class(groups, **kwargs, **flags)
+    optimizer = optimizer_class(groups, **kwargs, **flags)
+    optimizer.register_load_state_dict_pre_hook(keep_built_implementation)
+    return optimizer
 
 
 class WarmupSchedule:
