@@ -73,10 +73,8 @@ def normalize(images: torch.Tensor, channels_last: bool) -> torch.Tensor:
 
 def make_module(preset: Preset) -> ImageClassifier:
     model = {**preset.model, "in_channels": preset.channels, "num_classes": 10, "image_size": preset.image_size}
-    module = ImageClassifier(model=model, optimizer=OPTIMIZER, scheduler={"name": "none"}, data={"name": "synthetic", "seed": 0})
-    if preset.channels_last:
-        module = module.to(memory_format=torch.channels_last)
-    return module
+    return ImageClassifier(model=model, optimizer=OPTIMIZER, scheduler={"name": "none"}, data={"name": "synthetic", "seed": 0},
+                           channels_last=preset.channels_last)
 
 
 class _BenchData(L.LightningDataModule):

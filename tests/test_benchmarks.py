@@ -23,3 +23,11 @@ def test_throughput_harness_measures_both_sides_and_writes_json(tmp_path):
     assert row["ratio"] == row["genlab_steps_per_s"] / row["raw_steps_per_s"]
     saved = json.loads((tmp_path / "throughput-cpu-quick.json").read_text())
     assert saved["quick"] is True and saved["rows"][0]["preset"] == "simple_cnn_digits"
+
+
+def test_optimizer_step_harness_times_every_implementation_and_writes_json(tmp_path):
+    rows = load("optimizer_step").main(["--quick", "--model", "resnet20", "--out", str(tmp_path)])
+    assert [row["optimizer"] for row in rows] == ["sgd", "adamw"]
+    assert all(row[f"{impl}_ms"] > 0 for row in rows for impl in ("for_loop", "foreach", "fused"))
+    saved = json.loads((tmp_path / "optimizer-step-cpu-quick.json").read_text())
+    assert saved["quick"] is True and saved["rows"][0]["model"] == "resnet20"

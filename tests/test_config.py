@@ -9,6 +9,7 @@ from genlab.config import validate
 from genlab.errors import ConfigError
 from genlab.pipeline import build_callbacks, build_datamodule, build_loggers, build_module, build_trainer
 from genlab.training.optim import build_optimizer, build_scheduler
+from genlab.training.regularization import apply_regularization
 
 from conftest import CONF_DIR, write_imagefolder
 
@@ -58,6 +59,10 @@ def test_unknown_group_option_lists_the_choices(make_cfg):
         ("scheduler.warmup_epochs=100", "scheduler.warmup_epochs", "[0, trainer.max_epochs=30]"),
         ("optimizer.weight_decay=-1", "optimizer.weight_decay", ">= 0"),
         ("+model.depthh=3", "model.depthh", "a knob of simple_cnn"),
+        ("model.channels_last=yes", "model.channels_last", "true or false"),
+        ("model.compile=1", "model.compile", "true or false"),
+        ("optimizer.implementation=fast", "optimizer.implementation", "one of ['auto', 'fused', 'foreach', 'for_loop']"),
+        ("optimizer._target_=torch.optim.Nope", "optimizer._target_", "an optimizer class"),
     ],
 )
 def test_invalid_values_name_key_value_and_what_is_allowed(make_cfg, override, key, expected):
@@ -72,6 +77,13 @@ def test_invalid_values_name_key_value_and_what_is_allowed(make_cfg, override, k
 def test_float16_autocast_is_rejected_on_cpu(make_cfg):
     with pytest.raises(ConfigError, match=r"trainer.precision: got '16-mixed'.*CUDA"):
         validate(make_cfg("trainer.precision=16-mixed", "trainer=cpu"), cuda_available=False)
+
+
+def test_fused_with_clipping_under_mixed_precision_is_rejected_before_training(make_cfg):
+    cfg = make_cfg("optimizer.implementation=fused", "trainer.precision=bf16-mixed", "regularization.max_grad_norm=1.0")
+    apply_regularization(cfg)  # max_grad_norm -> trainer.gradient_clip_val, as the pipeline does before validating
+    with pytest.raises(ConfigError, match=r"optimizer.implementation: got 'fused'.*Lightning does not clip"):
+        validate(cfg, cuda_available=False)
 
 
 def test_model_knob_values_are_checked_when_built(make_cfg):

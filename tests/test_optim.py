@@ -1,13 +1,25 @@
-"""Weight decay groups and learning-rate schedules do what their configs say."""
+"""Weight decay groups, optimizer implementations and learning-rate schedules do what their configs say."""
 from __future__ import annotations
 
+import copy
 import math
+
+from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
 
-from genlab.training.optim import WarmupSchedule, build_optimizer, build_scheduler, parameter_groups, scale_learning_rate
+from genlab.errors import ConfigError
+from genlab.training.module import ImageClassifier
+from genlab.training.optim import (
+    WarmupSchedule,
+    build_optimizer,
+    build_scheduler,
+    clips_under_mixed_precision,
+    parameter_groups,
+    scale_learning_rate,
+)
 
 
 def tiny_net() -> nn.Module:
@@ -31,6 +43,111 @@ def test_build_optimizer_passes_class_kwargs():
                                        "decay_norm_and_bias": False})
     assert isinstance(opt, torch.optim.SGD) and opt.defaults["momentum"] == 0.9
     assert [g["weight_decay"] for g in opt.param_groups] == [1e-4, 0.0]
+
+
+def optimizer_config(target: str = "torch.optim.SGD", implementation: str = "auto") -> dict:
+    return {"_target_": target, "lr": 0.1, "weight_decay": 1e-4, "decay_norm_and_bias": False,
+            "implementation": implementation}
+
+
+@pytest.mark.parametrize("target", ["torch.optim.SGD", "torch.optim.Adam", "torch.optim.AdamW"])
+def test_auto_uses_torchs_fused_kernel_where_it_has_one(target):
+    opt = build_optimizer(tiny_net(), optimizer_config(target))
+    assert opt.defaults["fused"] is True and opt._step_supports_amp_scaling  # what Lightning and GradScaler look at
+    opt.step()  # the CPU kernel exists
+
+
+def test_auto_keeps_torchs_default_where_no_fused_kernel_exists():
+    rmsprop = build_optimizer(tiny_net(), optimizer_config("torch.optim.RMSprop"))
+    assert rmsprop.defaults["foreach"] is None  # torch's own choice: foreach on CUDA, the for-loop elsewhere
+    with torch.device("meta"):
+        net = tiny_net()
+    assert build_optimizer(net, optimizer_config()).defaults["fused"] is None  # no fused kernel for this device
+
+
+def test_auto_avoids_fused_where_lightning_would_refuse_to_clip():
+    opt = build_optimizer(tiny_net(), optimizer_config(), clip_under_mixed_precision=True)
+    assert not opt.defaults["fused"]
+    assert clips_under_mixed_precision("bf16-mixed", 1.0) and clips_under_mixed_precision("16-mixed", 0.5)
+    assert not clips_under_mixed_precision("bf16-mixed", None) and not clips_under_mixed_precision("32-true", 1.0)
+
+
+def test_lightning_still_refuses_to_clip_a_fused_optimizer_under_mixed_precision():
+    """Why auto avoids fused there: if Lightning ever lifts this, the guard can go."""
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    opt = build_optimizer(tiny_net(), optimizer_config(implementation="fused"))
+    with pytest.raises(RuntimeError, match="fused"):
+        MixedPrecision("bf16-mixed", "cpu").clip_gradients(opt, clip_val=1.0)
+
+
+@pytest.mark.parametrize("implementation,flags",
+                         [("foreach", {"foreach": True}), ("for_loop", {"foreach": False, "fused": None}), ("fused", {"fused": True})])
+def test_explicit_implementations_reach_the_optimizer(implementation, flags):
+    opt = build_optimizer(tiny_net(), optimizer_config(implementation=implementation))
+    assert {k: opt.defaults[k] for k in flags} == flags
+
+
+@pytest.mark.parametrize("target,implementation,clip,expected", [
+    ("torch.optim.SGD", "fast", False, "one of ['auto', 'fused', 'foreach', 'for_loop']"),
+    ("torch.optim.RMSprop", "fused", False, "auto: RMSprop has no fused flag"),
+    ("torch.optim.LBFGS", "for_loop", False, "auto: LBFGS has no foreach flag"),
+    ("torch.optim.SGD", "fused", True, "Lightning does not clip a fused optimizer's gradients"),
+])
+def test_impossible_implementations_are_refused(target, implementation, clip, expected):
+    with pytest.raises(ConfigError, match=r"^optimizer.implementation: got") as err:
+        build_optimizer(tiny_net(), optimizer_config(target, implementation), clip_under_mixed_precision=clip)
+    assert expected in str(err.value)
+
+
+def test_fused_is_refused_for_parameters_on_a_device_without_the_kernel():
+    with torch.device("meta"):
+        net = tiny_net()
+    with pytest.raises(ConfigError, match=r"torch has no fused SGD for parameters on \['meta'\]"):
+        build_optimizer(net, optimizer_config(implementation="fused"))
+
+
+@pytest.mark.parametrize("target", ["torch.optim.SGD", "torch.optim.Adam"])
+def test_a_resumed_optimizer_keeps_the_implementation_it_was_built_with(target):
+    """A checkpoint saved with the for-loop (e.g. before auto chose fused) resumes into a fused optimizer, and steps
+    correctly under a GradScaler, which lets a fused optimizer unscale its own gradients."""
+    net = tiny_net()
+    images = torch.randn(4, 1, 3, 3)
+    old = build_optimizer(net, optimizer_config(target, "for_loop"))
+    net(images).sum().backward()
+    old.step()
+    resumed, reference = (build_optimizer(net, optimizer_config(target, impl)) for impl in ("auto", "for_loop"))
+    resumed.load_state_dict(copy.deepcopy(old.state_dict()))  # loading may share the saved state's tensors
+    reference.load_state_dict(copy.deepcopy(old.state_dict()))
+    assert resumed.param_groups[0]["fused"] is True and not reference.param_groups[0]["fused"]
+    start = [p.detach().clone() for p in net.parameters()]
+    ends = []
+    for optimizer, scaler in ((resumed, torch.amp.GradScaler("cpu")), (reference, None)):
+        with torch.no_grad():
+            for p, p0 in zip(net.parameters(), start):
+                p.copy_(p0)
+        net.zero_grad()
+        loss = net(images).sum()
+        if scaler:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+        else:
+            loss.backward()
+            optimizer.step()
+        ends.append([p.detach().clone() for p in net.parameters()])
+    for fused_end, loop_end in zip(*ends):
+        torch.testing.assert_close(fused_end, loop_end, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("precision,clip,fused",
+                         [("bf16-mixed", None, True), ("bf16-mixed", 1.0, False), ("32-true", 1.0, True)])
+def test_the_module_builds_the_optimizer_for_its_trainers_precision_and_clipping(precision, clip, fused):
+    spec = {"name": "simple_cnn", "in_channels": 1, "num_classes": 10, "image_size": 8, "width": 2, "hidden": 8}
+    module = ImageClassifier(model=spec, optimizer=optimizer_config(), scheduler={"name": "none"},
+                             data={"name": "digits", "seed": 0})
+    module.trainer = SimpleNamespace(precision=precision, gradient_clip_val=clip, estimated_stepping_batches=10,
+                                     max_epochs=1)
+    assert bool(module.configure_optimizers().defaults["fused"]) is fused
 
 
 def test_cosine_with_warmup_rises_linearly_then_decays_to_the_floor():

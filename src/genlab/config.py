@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numbers
 
+from hydra.utils import get_class
 from omegaconf import DictConfig
 
 from genlab.data.augment import MAX_MAGNITUDE, PRESETS
@@ -11,8 +12,10 @@ from genlab.data.strategies import BALANCE_MODES
 from genlab.errors import ConfigError
 from genlab.models import model_knobs
 from genlab.training.losses import LOSSES
-from genlab.training.optim import LR_SCALING, SCHEDULERS
+from genlab.training.optim import LR_SCALING, SCHEDULERS, check_implementation, clips_under_mixed_precision
 
+# Model keys that say how the network runs, not what it is (conf/model/_common.yaml): not build_model knobs.
+MODEL_RUN_KEYS = ("channels_last", "compile")
 PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64", "64-true")
 CUDA_ONLY_PRECISIONS = ("16-mixed", "16-true")
 
@@ -133,20 +136,30 @@ def validate_augmentation(aug: DictConfig, data: DictConfig) -> None:
 def validate_model(model: DictConfig) -> None:
     knobs = model_knobs(model.name)
     for key in model:
-        require(f"model.{key}", model[key], key == "name" or key in knobs, f"a knob of {model.name}: one of {sorted(knobs)}")
+        require(f"model.{key}", model[key], key == "name" or key in knobs or key in MODEL_RUN_KEYS,
+                f"a knob of {model.name}: one of {sorted(knobs)}, or one of {list(MODEL_RUN_KEYS)}")
+    for key in MODEL_RUN_KEYS:
+        value = model.get(key, False)
+        require(f"model.{key}", value, isinstance(value, bool), "true or false")
 
 
-def validate_optimization(optimizer: DictConfig, scheduler: DictConfig, max_epochs: int) -> None:
+def validate_optimization(optimizer: DictConfig, scheduler: DictConfig, trainer: DictConfig) -> None:
+    try:
+        optimizer_class = get_class(optimizer._target_)
+    except (ImportError, ValueError) as err:
+        raise ConfigError("optimizer._target_", optimizer._target_, "an optimizer class such as torch.optim.SGD") from err
     require("optimizer.lr", optimizer.lr, _is_number(optimizer.lr) and optimizer.lr > 0, "a number > 0")
     wd = optimizer.get("weight_decay", 0.0)
     require("optimizer.weight_decay", wd, _is_number(wd) and wd >= 0, "a number >= 0")
     require("optimizer.lr_scaling", optimizer.lr_scaling, optimizer.lr_scaling in LR_SCALING, f"one of {list(LR_SCALING)}")
     base = optimizer.base_batch_size
     require("optimizer.base_batch_size", base, _is_int(base) and base >= 1, "an integer >= 1")
+    check_implementation(optimizer.get("implementation", "auto"), optimizer_class,
+                         clips_under_mixed_precision(trainer.precision, trainer.get("gradient_clip_val")))
     require("scheduler.name", scheduler.name, scheduler.name in SCHEDULERS, f"one of {list(SCHEDULERS)}")
     warmup = scheduler.get("warmup_epochs", 0)
-    require("scheduler.warmup_epochs", warmup, _is_number(warmup) and 0 <= warmup <= max_epochs,
-            f"a number in [0, trainer.max_epochs={max_epochs}]")
+    require("scheduler.warmup_epochs", warmup, _is_number(warmup) and 0 <= warmup <= trainer.max_epochs,
+            f"a number in [0, trainer.max_epochs={trainer.max_epochs}]")
 
 
 def validate_trainer(trainer: DictConfig, cuda_available: bool) -> None:
@@ -189,6 +202,6 @@ def validate(cfg: DictConfig, cuda_available: bool | None = None) -> None:
         validate_augmentation(cfg.augmentation, cfg.data)
     validate_model(cfg.model)
     validate_trainer(cfg.trainer, cuda_available)
-    validate_optimization(cfg.optimizer, cfg.scheduler, cfg.trainer.max_epochs)
+    validate_optimization(cfg.optimizer, cfg.scheduler, cfg.trainer)
     validate_loss(cfg.loss)
     validate_analysis(cfg.analysis)

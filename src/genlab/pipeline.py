@@ -15,7 +15,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from omegaconf import DictConfig, OmegaConf
 
 from genlab.analysis.evaluation import confusion_matrix, per_class_accuracy, plot_confusion_matrix, predict, robustness
-from genlab.config import validate, validate_augmentation, validate_data
+from genlab.config import MODEL_RUN_KEYS, validate, validate_augmentation, validate_data
 from genlab.data.augment import build_train_transform
 from genlab.data.catalog import dataset_info, options_in
 from genlab.data.datamodule import ImageDataModule
@@ -89,6 +89,9 @@ def build_module(cfg: DictConfig, datamodule: ImageDataModule) -> ImageClassifie
     """
     info = datamodule.info
     model = OmegaConf.to_container(cfg.model, resolve=True)
+    # How the net runs is the module's business; the build spec (and so the checkpoint's hparams.model) is the net.
+    # A config saved before these keys existed runs as they default.
+    run_options = {key: model.pop(key, False) for key in MODEL_RUN_KEYS}
     model.update(in_channels=info.channels, num_classes=info.num_classes, image_size=info.image_size)
     augmentation = cfg.get("augmentation") or {}
     return ImageClassifier(
@@ -100,6 +103,7 @@ def build_module(cfg: DictConfig, datamodule: ImageDataModule) -> ImageClassifie
         mixing={key: augmentation[key] for key in MIXING_KEYS if key in augmentation},
         class_weights=datamodule.class_weights(),
         tta=bool(augmentation.get("tta", False)),
+        **run_options,
     )
 
 
@@ -322,7 +326,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         validate_augmentation(augmentation, cfg.data)
     t0 = time.perf_counter()
     tta = bool(augmentation.tta) if augmentation is not None else False
-    module = ImageClassifier.load_from_checkpoint(ckpt, map_location="cpu", tta=tta)
+    # One pass over the test set: compiling a network trained with model.compile would cost more than it saves.
+    module = ImageClassifier.load_from_checkpoint(ckpt, map_location="cpu", tta=tta, compile=False)
     trained_on = module.hparams.data
     if cfg.data.name != trained_on["name"]:
         raise ConfigError("data", cfg.data.name, f"data={trained_on['name']}, the data set this checkpoint was trained on")

@@ -1,23 +1,31 @@
-"""Experiment presets compose with their sweep; each _smoke twin sweeps on digits; every job config validates."""
+"""Experiment presets compose with their sweep; each _smoke twin runs on digits; every job config validates; the
+single-run speed preset composes to its recipe and its smoke twin trains."""
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from genlab.config import validate
+from genlab.pipeline import run
 from genlab.training.regularization import apply_regularization
 
-from conftest import CONF_DIR, compose_config
+from conftest import CONF_DIR, FAST, compose_config
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+SINGLE_RUNS = ("cifar10_speed", "cifar10_speed_smoke")  # presets of one run, not a sweep
+# The speed preset asks for the GPU data path (data.loader: gpu), whose key is being added to conf/data/_common.yaml
+# on another branch; until it is here, the line is dropped before validating. Delete this once the key exists.
+WITHOUT_DATA_LOADER = ["~data.loader"]
 
 
 def sweep_of(name: str) -> dict[str, list[str]]:
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=[f"experiment={name}"], return_hydra_config=True)
-    return {k: str(v).split(",") for k, v in cfg.hydra.sweeper.params.items()}
+    return {k: str(v).split(",") for k, v in (cfg.hydra.sweeper.params or {}).items()}
 
 
 def test_every_preset_has_a_smoke_twin():
@@ -25,7 +33,7 @@ def test_every_preset_has_a_smoke_twin():
     assert {f"{e}_smoke" for e in full} <= set(EXPERIMENTS) and len(full) >= 6
 
 
-@pytest.mark.parametrize("name", EXPERIMENTS)
+@pytest.mark.parametrize("name", [e for e in EXPERIMENTS if e not in SINGLE_RUNS])
 def test_every_job_of_the_sweep_composes_and_validates(name, tmp_path):
     params = sweep_of(name)
     jobs = list(itertools.product(*[[f"{k}={v}" for v in values] for k, values in params.items()]))
@@ -36,3 +44,27 @@ def test_every_job_of_the_sweep_composes_and_validates(name, tmp_path):
         validate(cfg, cuda_available=False)
         if name.endswith("_smoke"):
             assert cfg.data.name == "digits" and cfg.trainer.max_epochs <= 4
+
+
+def test_the_speed_preset_is_one_run_of_the_records_recipe_and_validates(tmp_path):
+    assert sweep_of("cifar10_speed") == {} and sweep_of("cifar10_speed_smoke") == {}
+    assert compose_config(["experiment=cifar10_speed"], tmp_path).data.loader == "gpu"
+    cfg = compose_config(["experiment=cifar10_speed", *WITHOUT_DATA_LOADER], tmp_path)
+    apply_regularization(cfg)
+    validate(cfg, cuda_available=True)
+    recipe = {"data.name": "cifar10", "data.batch_size": 512, "model.name": "wide_resnet", "model.depth": 16,
+              "model.width": 4, "model.norm": "batch", "model.channels_last": True,
+              "optimizer._target_": "torch.optim.SGD", "optimizer.nesterov": True, "scheduler.name": "cosine",
+              "scheduler.warmup_epochs": 2, "loss.label_smoothing": 0.2, "augmentation.name": "standard",
+              "augmentation.crop_padding": 0.0625, "augmentation.hflip": True, "trainer.accelerator": "gpu",
+              "trainer.precision": "bf16-mixed", "trainer.max_epochs": 10}
+    assert {key: OmegaConf.select(cfg, key) for key in recipe} == recipe
+
+
+def test_the_speed_smoke_twin_trains_on_the_cpu_in_process(tmp_path):
+    cfg = compose_config([*FAST, "experiment=cifar10_speed_smoke", *WITHOUT_DATA_LOADER], tmp_path / "run")
+    assert cfg.data.name == "digits" and cfg.trainer.accelerator == "cpu" and cfg.trainer.precision == "bf16-mixed"
+    assert cfg.model.channels_last and cfg.model.name == "wide_resnet"
+    metrics = run(cfg)
+    assert all(math.isfinite(v) for v in metrics.values()) and 0 <= metrics["test/acc"] <= 1
+    assert (tmp_path / "run" / "results.json").is_file()

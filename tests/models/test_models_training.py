@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from genlab.config import validate
+from genlab.config import MODEL_RUN_KEYS, validate
 from genlab.data.catalog import dataset_info
 from genlab.models import available_models, build_model, model_knobs
 from genlab.pipeline import run
@@ -31,7 +31,7 @@ SMALL = {
     "preact_resnet": ["model.width=4"],
     "wide_resnet": ["model.depth=10", "model.width=0.5"],
 }
-MODEL_YAMLS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
+MODEL_YAMLS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml") if not p.stem.startswith("_"))  # _common: shared keys
 
 
 def test_there_is_one_yaml_per_family():
@@ -42,10 +42,12 @@ def test_there_is_one_yaml_per_family():
 def test_model_yaml_composes_validates_and_mirrors_the_builder_defaults(make_cfg, family):
     cfg = make_cfg(f"model={family}")
     validate(cfg, cuda_available=False)
-    values = {k: v for k, v in cfg.model.items() if k != "name"}
+    values = {k: v for k, v in cfg.model.items() if k != "name" and k not in MODEL_RUN_KEYS}
     assert cfg.model.name == family and values == model_knobs(family)  # every knob in the YAML, same defaults
+    assert {k: cfg.model[k] for k in MODEL_RUN_KEYS} == {"channels_last": False, "compile": False}
     lines = (CONF_DIR / "model" / f"{family}.yaml").read_text().splitlines()
-    undocumented = [line for line in lines if re.match(r"^\w+:", line) and not line.startswith("name:") and "#" not in line]
+    undocumented = [line for line in lines if re.match(r"^\w+:", line) and not line.startswith(("name:", "defaults:"))
+                    and "#" not in line]
     assert not undocumented
     info = dataset_info(cfg.data.name)
     with torch.device("meta"):

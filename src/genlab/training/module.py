@@ -1,11 +1,13 @@
 """The LightningModule: the training logic, and nothing else."""
 from __future__ import annotations
 
-from typing import Any
+import platform
+from typing import Any, Callable
 
 import lightning.pytorch as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
@@ -13,7 +15,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibratio
 from genlab.models import LogitsWithAux, build_model
 from genlab.training.losses import Objective
 from genlab.training.mixing import BatchMixing
-from genlab.training.optim import build_optimizer, build_scheduler
+from genlab.training.optim import build_optimizer, build_scheduler, clips_under_mixed_precision
 from genlab.training.regularization import l1_penalty
 
 # dataloader index -> metric prefix, per stage; index 1 is always the fixed train_eval subset.
@@ -21,6 +23,39 @@ EVAL_STAGES = {"val": ("val", "train_eval"), "test": ("test", "train_eval")}
 
 
 CALIBRATION_BINS = 15
+
+
+class CompiledOrEager:
+    """Calls `net` through torch.compile; where compiling is unsupported, or fails when a call compiles, it warns once
+    and calls `net` eagerly from then on, so the run continues uncompiled.
+
+    A plain object, not an nn.Module: the compiled wrapper never becomes a submodule, so checkpoints keep the
+    `net.*` keys of an uncompiled run and eval and resume load them either way.
+    """
+
+    def __init__(self, net: nn.Module):
+        self.eager: Callable[[torch.Tensor], Any] = net
+        self.compiled: Callable[[torch.Tensor], Any] | None = None
+        if torch._dynamo.is_dynamo_supported():
+            self.compiled = torch.compile(net)  # lazy: the work (and any failure) comes at the first call
+        else:
+            self._fall_back(f"torch.compile does not support Python {platform.python_version()} on {platform.system()}")
+
+    def __call__(self, x: torch.Tensor) -> Any:
+        if self.compiled is None:
+            return self.eager(x)
+        try:
+            return self.compiled(x)
+        # Any compile failure (no C++ compiler or Triton for the backend, an unsupported operation) must not end the
+        # run; a genuine error of the network raises again from the eager call.
+        except Exception as err:
+            first_line = next(iter(str(err).strip().splitlines()), "")[:300]
+            self._fall_back(f"compiling failed ({type(err).__name__}: {first_line})")
+            return self.eager(x)
+
+    def _fall_back(self, why: str) -> None:
+        self.compiled = None
+        rank_zero_warn(f"model.compile: {why}; the run continues uncompiled (eager).")
 
 
 def accuracy_metrics(num_classes: int, prefix: str, calibration: bool = False) -> MetricCollection:
@@ -51,14 +86,21 @@ class ImageClassifier(L.LightningModule):
         mixing: `BatchMixing` arguments (mixup/cutmix); None = no mixing.
         class_weights: per-class weights of the training loss (class-balanced loss); None = unweighted.
         tta: at test time, average the predictions of each image and its mirror image.
+        channels_last: keep the network's weights, and put its inputs, in NHWC memory layout.
+        compile: run the network through torch.compile (see `CompiledOrEager`).
     """
 
     def __init__(self, model: dict[str, Any], optimizer: dict[str, Any], scheduler: dict[str, Any], data: dict[str, Any],
                  loss: dict[str, Any] | None = None, mixing: dict[str, float] | None = None,
-                 class_weights: list[float] | None = None, tta: bool = False):
+                 class_weights: list[float] | None = None, tta: bool = False, channels_last: bool = False,
+                 compile: bool = False):
         super().__init__()
         self.save_hyperparameters()
         self.net = build_model(**model)
+        self.channels_last = channels_last
+        if channels_last:
+            self.net.to(memory_format=torch.channels_last)  # moving to a device later keeps the layout
+        self.compiled_net = CompiledOrEager(self.net) if compile else None
         loss = dict(loss or {})
         self.l1 = loss.pop("l1", 0.0)
         weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
@@ -77,7 +119,9 @@ class ImageClassifier(L.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | LogitsWithAux:
         """The net's output: logits, or in training mode `LogitsWithAux` for nets with auxiliary classifiers."""
-        return self.net(x)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return (self.compiled_net or self.net)(x)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         images, labels = batch
@@ -144,7 +188,9 @@ class ImageClassifier(L.LightningModule):
                  sync_dist=True, add_dataloader_idx=False, prog_bar=stage == "val")
 
     def configure_optimizers(self):
-        optimizer = build_optimizer(self.net, self.hparams.optimizer)
+        # Built here, with the parameters already on their device: auto picks a fused kernel for that device.
+        clip = clips_under_mixed_precision(self.trainer.precision, self.trainer.gradient_clip_val)
+        optimizer = build_optimizer(self.net, self.hparams.optimizer, clip)
         scheduler = build_scheduler(optimizer, self.hparams.scheduler, int(self.trainer.estimated_stepping_batches),
                                     self.trainer.max_epochs or 1)
         return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
