@@ -9,9 +9,11 @@ from omegaconf import OmegaConf
 
 from genlab.errors import ConfigError, DataError, RunFailed
 from genlab.resume import run_dir_for
+from genlab.training.ddp import remember_entry_script
 
 # conf/hydra/default.yaml names the run dir with this resolver, so a resumed run writes into the run it continues.
 OmegaConf.register_new_resolver("genlab_run_dir", run_dir_for, replace=True)
+remember_entry_script()  # imported by the entry points at start-up, in the process the user started
 
 
 def in_multirun() -> bool:

@@ -15,6 +15,18 @@ from pathlib import Path
 from typing import Sequence
 
 
+ENTRY_SCRIPT_ENV = "GENLAB_ENTRY_SCRIPT"
+
+
+def remember_entry_script() -> None:
+    """Record the script the user ran (train.py) for the job's DDP workers; the job's processes inherit it.
+
+    Launchers may run a job through a script of their own (submitit's `_submit.py`), so `sys.argv[0]` inside the job
+    is not the script the workers must re-run.
+    """
+    os.environ.setdefault(ENTRY_SCRIPT_ENV, os.path.abspath(sys.argv[0]))
+
+
 def job_worker_command(local_rank: int) -> tuple[Sequence[str], str]:
     """(command, cwd) that starts DDP worker `local_rank` of the current Hydra job."""
     from hydra.core.hydra_config import HydraConfig
@@ -23,7 +35,7 @@ def job_worker_command(local_rank: int) -> tuple[Sequence[str], str]:
     hydra_cfg = HydraConfig.get()
     job_dir = Path(hydra_cfg.runtime.output_dir)
     command = [
-        sys.executable, to_absolute_path(sys.argv[0]),
+        sys.executable, os.environ.get(ENTRY_SCRIPT_ENV) or to_absolute_path(sys.argv[0]),
         "--config-dir", str(job_dir / hydra_cfg.output_subdir), "--config-name", "config",
         f"hydra.run.dir={job_dir}",
         f"hydra.job.name={hydra_cfg.job.name}_ddp_rank_{local_rank}",

@@ -110,11 +110,13 @@ class ImageClassifier(L.LightningModule):
         # keyed "on_<stage>": a bare "train" key would shadow nn.Module.train
         self.metrics = nn.ModuleDict({f"on_{s}": accuracy_metrics(num_classes, f"{s}/", calibration=s == "test")
                                       for s in ("train", "val", "train_eval", "test")})
-        self.train_loss = MeanMetric()
+        # Mean losses weighted by batch size and summed across processes: Lightning's own epoch mean of a logged
+        # value divides by rank zero's image count only, which is off when the processes' shards differ in size.
+        self.losses = nn.ModuleDict({f"on_{s}": MeanMetric() for s in ("train", "val", "train_eval", "test")})
         self.val_acc_best = MaxMetric()
         # What accumulates across training steps goes into checkpoints, so a run resumed mid-epoch logs the same
         # epoch metrics and keeps the same best as one that never stopped.
-        for metric in (self.metrics["on_train"], self.train_loss, self.val_acc_best):
+        for metric in (self.metrics["on_train"], self.losses["on_train"], self.val_acc_best):
             metric.persistent(True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | LogitsWithAux:
@@ -133,7 +135,7 @@ class ImageClassifier(L.LightningModule):
         loss = self.objective(logits, targets)
         # accuracy against the hard labels; train/loss is the main head's only, comparable with val/loss
         self.metrics["on_train"].update(logits.detach(), labels)
-        self.train_loss.update(loss.detach(), weight=labels.shape[0])
+        self.losses["on_train"].update(loss.detach(), weight=labels.shape[0])
         self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
         if isinstance(output, LogitsWithAux):
             aux_loss = output.aux_weight * sum(self.objective(aux, targets) for aux in output.aux)
@@ -144,8 +146,6 @@ class ImageClassifier(L.LightningModule):
         return loss
 
     def on_train_epoch_end(self) -> None:
-        self.log("train/loss_epoch", self.train_loss.compute())
-        self.train_loss.reset()
         self._log_epoch_metrics("train")
 
     def on_validation_epoch_end(self) -> None:
@@ -167,9 +167,12 @@ class ImageClassifier(L.LightningModule):
         call in Lightning's bookkeeping, which halved the throughput of small models.
         """
         for stage in stages:
-            metrics = self.metrics[f"on_{stage}"]
-            self.log_dict(metrics.compute(), prog_bar=stage == "val")
+            metrics, loss = self.metrics[f"on_{stage}"], self.losses[f"on_{stage}"]
+            # train/loss_step is the per-step value; the epoch mean gets its own name
+            loss_key = "train/loss_epoch" if stage == "train" else f"{stage}/loss"
+            self.log_dict({**metrics.compute(), loss_key: loss.compute()}, prog_bar=stage == "val")
             metrics.reset()
+            loss.reset()
 
     def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._evaluate(EVAL_STAGES["val"][dataloader_idx], batch)
@@ -184,8 +187,7 @@ class ImageClassifier(L.LightningModule):
         else:
             logits = self(images)
         self.metrics[f"on_{stage}"].update(logits, labels)
-        self.log(f"{stage}/loss", F.cross_entropy(logits, labels), on_epoch=True, batch_size=labels.shape[0],
-                 sync_dist=True, add_dataloader_idx=False, prog_bar=stage == "val")
+        self.losses[f"on_{stage}"].update(F.cross_entropy(logits, labels), weight=labels.shape[0])
 
     def configure_optimizers(self):
         # Built here, with the parameters already on their device: auto picks a fused kernel for that device.
