@@ -86,41 +86,41 @@ def test_augmented_batches_do_not_depend_on_the_number_of_loader_workers(make_cf
     assert not torch.equal(epoch_of(in_process, 0)[0], epoch_of(in_process, 1)[0])
 
 
-class FailingPolicy:
+class BrokenPolicy:
+    """An augmentation policy that breaks on its first image, in the loader worker that runs it."""
+
+    def __init__(self, name: str, breaks):
+        self.name, self.breaks = name, breaks
+
     def __call__(self, image):
-        raise ValueError("cannot handle this image")
+        self.breaks()
 
     def reseed(self, seed: int) -> None:
         pass
 
     def __repr__(self) -> str:
-        return "FailingPolicy()"
+        return f"{self.name}()"
+
+
+def raise_value_error():
+    raise ValueError("cannot handle this image")
+
+
+def die_as_if_killed():  # the OS killing a worker (out of memory)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def test_a_failing_transform_in_a_worker_names_the_data_set_and_the_policy(make_cfg):
     loader = augmented_loader(make_cfg, 1)
-    loader.dataset.transform = FailingPolicy()
+    loader.dataset.transform = BrokenPolicy("FailingPolicy", raise_value_error)
     with pytest.raises(DataError, match=r"^loading training images of data set 'synthetic' with augmentation "
                                         r"FailingPolicy\(\) failed: ValueError: cannot handle this image; "
                                         r"data.num_workers=0 runs the augmentation in the training process"):
         next(iter(loader))
 
 
-class KillsItsWorker:
-    """A policy whose loader worker dies as if the OS killed it (out of memory)."""
-
-    def __call__(self, image):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    def reseed(self, seed: int) -> None:
-        pass
-
-    def __repr__(self) -> str:
-        return "KillsItsWorker()"
-
-
 def test_a_killed_worker_is_a_clear_data_error(make_cfg):
     loader = augmented_loader(make_cfg, 1)
-    loader.dataset.transform = KillsItsWorker()
+    loader.dataset.transform = BrokenPolicy("KillsItsWorker", die_as_if_killed)
     with pytest.raises(DataError, match=r"data set 'synthetic' with augmentation KillsItsWorker\(\) failed: .*worker"):
         next(iter(loader))
