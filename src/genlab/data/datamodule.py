@@ -1,7 +1,6 @@
 """The Lightning data module: splits, training-set strategies, loaders, and normalisation on the device."""
 from __future__ import annotations
 
-import copy
 import os
 import warnings
 from pathlib import Path
@@ -14,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from genlab.data.catalog import Splits, dataset_info, load_dataset
 from genlab.data.device_augment import DeviceAugment
-from genlab.data.sampling import EpochBatchSampler, EpochOrder, ShardSampler
+from genlab.data.sampling import EpochBatchSampler, EpochOrder, SeededBatch, ShardSampler
 from genlab.errors import DataError
 from genlab.data.strategies import (
     TrainingSetPlan,
@@ -187,7 +186,6 @@ class ImageDataModule(L.LightningDataModule):
         self.plan = plan or TrainingSetPlan()
         self.plan_record: dict[str, Any] = {}
         self._splits: Splits | None = None
-        self.train_sampler: EpochBatchSampler | None = None
         self._resume_position: tuple[int, int] | None = None
         self.train_set = self.val_set = self.train_eval_set = self.test_set = None
         if self.info.mean is not None:
@@ -223,18 +221,15 @@ class ImageDataModule(L.LightningDataModule):
     def preview_batch(self, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """`count` seeded training images through the training augmentation (either path), and their labels.
 
-        A seeded copy of the CPU policy draws them, so the preview does not shift what training will see.
+        Drawn as a training batch seeded with `seed`; training is unaffected, since each of its batches reseeds.
         """
         indices = np.sort(np.random.default_rng(seed).choice(len(self.train_set), size=min(count, len(self.train_set)),
                                                               replace=False))
-        images = self.train_set.images[indices]
-        if self.device_augment is not None:
-            images = self.device_augment(torch.from_numpy(images), torch.Generator().manual_seed(seed)).numpy()
-        elif self.train_transform is not None:
-            transform = copy.deepcopy(self.train_transform)
-            transform.reseed(seed)
-            images = np.stack([transform(image) for image in images])
-        return images, self.train_set.labels[indices]
+        if self.device_augment is None:
+            images, labels = self.train_set.__getitems__(SeededBatch(indices.tolist(), seed))
+            return images.numpy(), labels.numpy()
+        images = self.device_augment(torch.from_numpy(self.train_set.images[indices]), torch.Generator().manual_seed(seed))
+        return images.numpy(), self.train_set.labels[indices]
 
     def class_weights(self) -> list[float] | None:
         """Loss weights per class when `balance=loss` (after setup), else None."""
@@ -246,13 +241,13 @@ class ImageDataModule(L.LightningDataModule):
         rank, world_size = self.process_slot()
         weights = balanced_sample_weights(self.train_set.labels) if self.plan.balance == "sampler" else None
         order = EpochOrder(len(self.train_set), self.seed, weights)
-        self.train_sampler = EpochBatchSampler(order, self.batch_size, rank, world_size)
+        batches = EpochBatchSampler(order, self.batch_size, rank, world_size)
         if self._resume_position is not None:  # kept: Lightning builds this loader twice (once just for its length)
-            self.train_sampler.resume_at(*self._resume_position)
+            batches.resume_at(*self._resume_position)
         return TrainLoader(
             self._served(self.train_set, "train"),
             dataset_name=self.info.name,
-            batch_sampler=self.train_sampler,
+            batch_sampler=batches,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
@@ -305,7 +300,9 @@ class ImageDataModule(L.LightningDataModule):
         if trainer is None or trainer.state.fn != "fit":
             return {}
         epoch, done = trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        return {"epoch": epoch + 1, "batches_done": 0} if done >= trainer.num_training_batches else {"epoch": epoch, "batches_done": done}
+        if done >= trainer.num_training_batches:  # the epoch is over: the next one starts from its beginning
+            return {"epoch": epoch + 1, "batches_done": 0}
+        return {"epoch": epoch, "batches_done": done}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         if state:
