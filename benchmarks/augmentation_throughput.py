@@ -6,13 +6,13 @@ the batch-wise device path (data.loader=gpu) for the presets it supports, on the
 Two numbers per albumentations preset: the policy alone in one process (what one worker can compute), and end to end
 through a DataLoader with num_workers=1 (the policy plus the copy back to the training process). Training needs
 images/s of the model / images/s per worker workers. The device path has no worker: its number is taking each batch
-out of the split already on the device and augmenting it there. A benchmark, not a test: it prints a Markdown table.
+out of the split already on the device and augmenting it there. A benchmark, not a test: it prints a Markdown table
+and writes benchmarks/results/augmentation-<device>.json.
 """
 from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -27,6 +27,7 @@ from genlab.data.augment import PRESETS, build_train_transform  # noqa: E402
 from genlab.data.catalog import dataset_info, load_dataset  # noqa: E402
 from genlab.data.datamodule import ArrayDataset, keep_batch  # noqa: E402
 from genlab.data.device_augment import DEVICE_PRESETS, DeviceAugment  # noqa: E402
+from reporting import RESULTS_DIR, publish  # noqa: E402
 
 CONF_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "conf")
 
@@ -47,52 +48,62 @@ def best_rate(step, images: int, repeats: int) -> float:
     return images / min(times)
 
 
-def main(argv: list[str] | None = None) -> list[dict[str, float | str]]:
-    """Measure every preset, print the Markdown table, and return its rows."""
+def main(argv: list[str] | None = None) -> list[dict[str, float | str | None]]:
+    """Measure every preset, print the Markdown table, write the JSON report, and return the rows."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=10000, help="synthetic CIFAR-shaped training images")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3, help="passes per measurement; the fastest counts")
+    parser.add_argument("--out", default=str(RESULTS_DIR))
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)  # a loader worker's share of the machine
-
     info = dataset_info("synthetic")
     splits = load_dataset("synthetic", ".", False, num_train=args.images, num_test=1)
     batches = [list(range(i, min(i + args.batch_size, args.images))) for i in range(0, args.images, args.batch_size)]
-    print(f"{args.images} images 32x32x3 uint8, batch {args.batch_size}, best of {args.repeats}; "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}\n")
-    print("| preset | images/s, policy in one process | images/s, DataLoader with 1 worker |")
-    print("|---|---:|---:|")
-    rows = []
-    for name in PRESETS:
-        dataset = ArrayDataset(splits.train_images, splits.train_labels,
-                               build_train_transform(preset_config(name), info, seed=0))
-
-        def in_process():
-            for indices in batches:
-                dataset.__getitems__(indices)
-
-        loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=1, collate_fn=keep_batch,
-                            persistent_workers=True)
-
-        def through_loader():
-            for _ in loader:
-                pass
-
-        through_loader()  # start the worker outside the measurement
-        row = {"preset": name, "path": "albumentations", "in_process": best_rate(in_process, args.images, args.repeats),
-               "one_worker": best_rate(through_loader, args.images, args.repeats)}
-        print(f"| {name} | {row['in_process']:,.0f} | {row['one_worker']:,.0f} |", flush=True)
-        rows.append(row)
-        del loader
-    for device in ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]:
-        for name in DEVICE_PRESETS:
-            rate = device_rate(preset_config(name), info, splits.train_images, batches, device, args.repeats)
-            row = {"preset": name, "path": f"device {device}", "in_process": rate, "one_worker": None}
-            print(f"| {name}, batch-wise on the {device} (data.loader=gpu) | {row['in_process']:,.0f} | no worker |",
-                  flush=True)
-            rows.append(row)
+    devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a loader worker's share of the machine
+    try:
+        rows = [worker_row(name, info, splits, batches, args.repeats) for name in PRESETS]
+        rows += [{"preset": name, "path": f"device {device}", "one_worker": None,
+                  "in_process": device_rate(preset_config(name), info, splits.train_images, batches, device, args.repeats)}
+                 for device in devices for name in DEVICE_PRESETS]
+        publish("augmentation", devices[-1], False, rows, table(rows), args.out, images=args.images,
+                batch_size=args.batch_size, best_of=args.repeats)
+    finally:
+        torch.set_num_threads(threads)  # the caller's (a test process's) setting
     return rows
+
+
+def worker_row(name: str, info, splits, batches: list[list[int]], repeats: int) -> dict[str, float | str]:
+    """An albumentations preset's images/s in this process and through a DataLoader with one worker."""
+    dataset = ArrayDataset(splits.train_images, splits.train_labels, build_train_transform(preset_config(name), info, seed=0))
+    images = len(splits.train_images)
+
+    def in_process():
+        for indices in batches:
+            dataset.__getitems__(indices)
+
+    loader = DataLoader(dataset, batch_size=len(batches[0]), num_workers=1, collate_fn=keep_batch, persistent_workers=True)
+
+    def through_loader():
+        for _ in loader:
+            pass
+
+    through_loader()  # start the worker outside the measurement
+    return {"preset": name, "path": "albumentations", "in_process": best_rate(in_process, images, repeats),
+            "one_worker": best_rate(through_loader, images, repeats)}
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| preset | images/s, policy in one process | images/s, DataLoader with 1 worker |", "|---|---:|---:|"]
+    for row in rows:
+        if row["one_worker"] is None:
+            device = row["path"].removeprefix("device ")
+            lines.append(f"| {row['preset']}, batch-wise on the {device} (data.loader=gpu) | {row['in_process']:,.0f} | "
+                         "no worker |")
+        else:
+            lines.append(f"| {row['preset']} | {row['in_process']:,.0f} | {row['one_worker']:,.0f} |")
+    return "\n".join(lines)
 
 
 def device_rate(config: dict, info, images: np.ndarray, batches: list[list[int]], device: str, repeats: int) -> float:

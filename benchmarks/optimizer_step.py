@@ -10,17 +10,15 @@ Prints a Markdown table and writes benchmarks/results/optimizer-step-<device>.js
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
 from genlab.models import build_model, count_parameters
 from genlab.training.optim import build_optimizer
+from reporting import RESULTS_DIR, publish
 
 MODELS = {"simple_cnn": {"name": "simple_cnn"}, "resnet20": {"name": "resnet", "depth": 20},
           "resnet18": {"name": "resnet", "depth": 18}}
@@ -79,7 +77,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: as on a data-parallel worker)")
     parser.add_argument("--quick", action="store_true", help="2 steps, 1 repeat: checks the harness, not the speed")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--out", default=str(RESULTS_DIR))
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.repeats = 2, 1
@@ -87,15 +85,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     torch.set_num_threads(args.threads)
     try:
         rows = [measure(m, o, args.steps, args.repeats, args.device) for m in (args.model or list(MODELS)) for o in OPTIMIZERS]
+        publish("optimizer-step", args.device, args.quick, rows, table(rows), args.out)
     finally:
         torch.set_num_threads(threads)  # the caller's (a test process's) setting
-    device = torch.cuda.get_device_name(0) if args.device == "cuda" else \
-        f"{platform.processor() or platform.machine()}, {args.threads} threads"
-    report = {"device": device, "torch": torch.__version__, "quick": args.quick, "rows": rows}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"optimizer-step-{args.device}{'-quick' if args.quick else ''}.json").write_text(json.dumps(report, indent=2))
-    print(f"{report['device']}, torch {report['torch']}\n\n{table(rows)}")
     return rows
 
 

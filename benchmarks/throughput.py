@@ -1,5 +1,7 @@
 """Training throughput: genlab (Trainer.fit through the pipeline's pieces) vs a minimal raw PyTorch loop doing the
-same work (same model, batch, precision, memory format, optimizer, data loader), interleaved in one process.
+same work (same model, batch, precision, memory format, optimizer, data loader), interleaved in one process. A third
+side, the same network in the least a LightningModule needs under the same Trainer, splits the gap into Lightning's
+own per-step cost and genlab's.
 
     python benchmarks/throughput.py                       # the CPU table (simple_cnn on digits-sized data, …)
     python benchmarks/throughput.py --preset resnet18_bf16 --device cuda
@@ -10,14 +12,11 @@ Prints a Markdown table and writes benchmarks/results/throughput-<device>.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -30,6 +29,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 from genlab.data.datamodule import ArrayDataset, keep_batch  # noqa: E402
 from genlab.training.module import ImageClassifier  # noqa: E402
 from genlab.training.optim import build_optimizer  # noqa: E402
+from reporting import RESULTS_DIR, publish  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -105,12 +105,29 @@ class _StepClock(L.Callback):
             self.end, self.steps = time.perf_counter(), self.steps + 1
 
 
-def genlab_steps_per_s(preset: Preset, steps: int, warmup: int, device: str) -> float:
+class _LightningAlone(L.LightningModule):
+    """The control: the preset's network and optimizer with only what a LightningModule needs (forward, cross-entropy;
+    no metrics, no logging), so Lightning's own per-step cost shows apart from genlab's."""
+
+    def __init__(self, preset: Preset):
+        super().__init__()
+        self.net = make_module(preset).net
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        return F.cross_entropy(self.net(images), labels)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return build_optimizer(self.net, OPTIMIZER)
+
+
+def fit_steps_per_s(module: L.LightningModule, preset: Preset, steps: int, warmup: int, device: str) -> float:
+    """Training steps per second of `module` under one Trainer.fit epoch (no validation, logger or checkpoints)."""
     clock = _StepClock(warmup)
     trainer = L.Trainer(accelerator="gpu" if device == "cuda" else "cpu", devices=1, precision=preset.precision,
                         max_epochs=1, logger=False, callbacks=[clock], enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0)
-    trainer.fit(make_module(preset), datamodule=_BenchData(make_loader(preset, steps), preset.channels_last))
+    trainer.fit(module, datamodule=_BenchData(make_loader(preset, steps), preset.channels_last))
     return clock.steps / (clock.end - clock.start)
 
 
@@ -136,29 +153,27 @@ def raw_steps_per_s(preset: Preset, steps: int, warmup: int, device: str) -> flo
 
 
 def measure(name: str, steps: int, warmup: int, repeats: int, device: str) -> dict:
-    """Alternate genlab and raw runs `repeats` times; report medians so drift hits both sides alike."""
+    """Alternate genlab, Lightning-alone and raw runs `repeats` times; report medians so drift hits all sides alike."""
     preset = PRESETS[name]
-    genlab, raw = [], []
+    genlab, lightning, raw = [], [], []
     for _ in range(repeats):
-        genlab.append(genlab_steps_per_s(preset, steps, warmup, device))
+        genlab.append(fit_steps_per_s(make_module(preset), preset, steps, warmup, device))
+        lightning.append(fit_steps_per_s(_LightningAlone(preset), preset, steps, warmup, device))
         raw.append(raw_steps_per_s(preset, steps, warmup, device))
-    g, r = statistics.median(genlab), statistics.median(raw)
-    return {"preset": name, **asdict(preset), "genlab_steps_per_s": g, "raw_steps_per_s": r, "ratio": g / r,
-            "genlab_images_per_s": g * preset.batch_size, "raw_images_per_s": r * preset.batch_size,
+    g, l, r = statistics.median(genlab), statistics.median(lightning), statistics.median(raw)
+    return {"preset": name, **asdict(preset), "genlab_steps_per_s": g, "lightning_steps_per_s": l, "raw_steps_per_s": r,
+            "ratio": g / r, "genlab_vs_lightning": g / l, "genlab_images_per_s": g * preset.batch_size,
+            "lightning_images_per_s": l * preset.batch_size, "raw_images_per_s": r * preset.batch_size,
             "repeats": repeats, "steps": steps - warmup}
 
 
-def device_name(device: str) -> str:
-    if device == "cuda":
-        return torch.cuda.get_device_name(0)
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-
-
 def table(rows: list[dict]) -> str:
-    lines = ["| preset | batch | precision | genlab img/s | raw loop img/s | genlab / raw |", "|---|---:|---|---:|---:|---:|"]
+    lines = ["| preset | batch | precision | genlab img/s | Lightning alone img/s | raw loop img/s | genlab / raw | "
+             "genlab / Lightning alone |", "|---|---:|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['preset']} | {r['batch_size']} | {r['precision']} | {r['genlab_images_per_s']:,.0f} | "
-                     f"{r['raw_images_per_s']:,.0f} | {r['ratio']:.2f} |")
+                     f"{r['lightning_images_per_s']:,.0f} | {r['raw_images_per_s']:,.0f} | {r['ratio']:.2f} | "
+                     f"{r['genlab_vs_lightning']:.2f} |")
     return "\n".join(lines)
 
 
@@ -170,18 +185,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="3 steps, 1 repeat: checks the harness, not the speed")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--out", default=str(RESULTS_DIR))
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.warmup, args.repeats = 4, 1, 1
     names = args.preset or (CPU_PRESETS if args.device == "cpu" else ["resnet18_bf16"])
     rows = [measure(name, args.steps, args.warmup, args.repeats, args.device) for name in names]
-    report = {"device": device_name(args.device), "torch": torch.__version__, "lightning": L.__version__,
-              "quick": args.quick, "rows": rows}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"throughput-{args.device}{'-quick' if args.quick else ''}.json").write_text(json.dumps(report, indent=2))
-    print(f"{report['device']}, torch {report['torch']}, lightning {report['lightning']}\n\n{table(rows)}")
+    publish("throughput", args.device, args.quick, rows, table(rows), args.out, lightning=L.__version__)
     return rows
 
 
