@@ -165,16 +165,16 @@ class ImageClassifier(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         loss_sum, correct, images = self.trainer.strategy.reduce(self.train_totals, reduce_op="sum").tolist()
         if images:  # none when the epoch had no training batches (limit_train_batches=0)
-            self.log_dict({"train/loss_epoch": loss_sum / images, "train/acc": correct / images})
+            self._log_global({"train/loss_epoch": loss_sum / images, "train/acc": correct / images})
         self.train_totals.zero_()
 
     def on_validation_epoch_end(self) -> None:
         val_acc = self.metrics["on_val"]["acc"].compute()
         if not self.trainer.sanity_checking:  # the sanity check scores untrained weights: no candidate for the best
             self.val_acc_best.update(val_acc)
-            self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
+            self._log_global({"val/acc_best": self.val_acc_best.compute()})
         # The test set is only touched at the end, so during training the gap is measured against val.
-        self.log("gap_val/acc", self.metrics["on_train_eval"]["acc"].compute() - val_acc, sync_dist=True)
+        self._log_global({"gap_val/acc": self.metrics["on_train_eval"]["acc"].compute() - val_acc})
         self._log_epoch_metrics("val", "train_eval")
 
     def on_test_epoch_end(self) -> None:
@@ -188,9 +188,16 @@ class ImageClassifier(L.LightningModule):
         """
         for stage in stages:
             metrics, loss = self.metrics[f"on_{stage}"], self.losses[f"on_{stage}"]
-            self.log_dict({**metrics.compute(), f"{stage}/loss": loss.compute()}, prog_bar=stage == "val")
+            self._log_global({**metrics.compute(), f"{stage}/loss": loss.compute()}, prog_bar=stage == "val")
             metrics.reset()
             loss.reset()
+
+    def _log_global(self, values: dict[str, Any], prog_bar: bool = False) -> None:
+        """Log epoch values that are already the same on every process: torchmetrics syncs its states in compute(),
+        and the train totals are reduced by the strategy. Under DDP Lightning warns, per key, about epoch values logged
+        unsynced; syncing them with max tells it they are global and leaves each exactly as it is, where Lightning's
+        mean of N identical copies can move the last bit when N is not a power of two."""
+        self.log_dict(values, prog_bar=prog_bar, sync_dist=True, reduce_fx="max")
 
     def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._evaluate(EVAL_STAGES["val"][dataloader_idx], batch)
