@@ -4,6 +4,7 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -224,7 +225,11 @@ def fit_and_test(cfg: DictConfig, trainer: L.Trainer, module: ImageClassifier, d
     """Train, then test the last epoch's and the best checkpoint's weights and analyse the best: (metrics, best, per-class)."""
     if trainer.is_global_zero:
         save_preview(cfg, datamodule, run_dir, loggers)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    with warnings.catch_warnings():
+        if resume_from is not None and resume_from.resolve().is_relative_to(run_dir.resolve()):
+            # A resumed run continues in its own dir by design; Lightning would call its checkpoints a surprise.
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     val_acc_best = float(trainer.callback_metrics["val/acc_best"])
     best = (trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else "") or None
     # The last epoch's weights are tested first; testing `best` then loads those weights into the module.
