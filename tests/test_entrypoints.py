@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,8 @@ def test_train_then_eval_reproduces_the_test_accuracy(tmp_path):
     record = json.loads((tmp_path / "run" / "results.json").read_text())
     assert "Run summary" in trained.stdout and "test accuracy" in trained.stdout
     assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))  # the default logger: W&B, offline here
+    # No surprises: a default run prints no warning, neither Python's (path:line: message) nor W&B's.
+    assert not re.search(r"\.py:\d+: |wandb: WARNING", trained.stderr + trained.stdout), trained.stderr[-3000:]
     evaluated = run_script("eval.py", f"ckpt_path={record['best_checkpoint']}", f"hydra.run.dir={tmp_path / 'eval'}",
                            cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]

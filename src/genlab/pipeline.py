@@ -48,6 +48,9 @@ from genlab.training.regularization import apply_regularization
 PLAN_KEYS = ("train_fraction", "train_size", "imbalance", "label_noise", "balance")
 MIXING_KEYS = ("mixup_alpha", "cutmix_alpha", "mix_prob", "switch_prob")
 PREVIEW_FILE = "augmentations.png"
+# Lightning 2.6 calls a torch pytree API that newer torch deprecates, once per run: nothing a user can act on.
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                        module=r"lightning\.pytorch\.utilities\._pytree")
 
 
 def build_datamodule(data: DictConfig, seed: int, augmentation: DictConfig | None = None,

@@ -49,6 +49,10 @@ class ResilientWandbLogger(WandbLogger):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._broken = False
+        if self._wandb_init.get("anonymous") is None:
+            # Lightning passes anonymous=None to wandb.init, and wandb >= 0.2x warns on every run that the setting
+            # has no effect; leaving it out is the same run without the warning.
+            del self._wandb_init["anonymous"]
 
     @property
     @rank_zero_experiment
