@@ -27,7 +27,7 @@ from genlab.data.augment import PRESETS, build_train_transform  # noqa: E402
 from genlab.data.catalog import dataset_info, load_dataset  # noqa: E402
 from genlab.data.datamodule import ArrayDataset, keep_batch  # noqa: E402
 from genlab.data.device_augment import DEVICE_PRESETS, DeviceAugment  # noqa: E402
-from reporting import RESULTS_DIR, publish  # noqa: E402
+from reporting import RESULTS_DIR, publish, torch_threads  # noqa: E402
 
 CONF_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "conf")
 
@@ -60,17 +60,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, float | str | None]]:
     splits = load_dataset("synthetic", ".", False, num_train=args.images, num_test=1)
     batches = [list(range(i, min(i + args.batch_size, args.images))) for i in range(0, args.images, args.batch_size)]
     devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a loader worker's share of the machine
-    try:
+    with torch_threads(1):  # a loader worker's share of the machine
         rows = [worker_row(name, info, splits, batches, args.repeats) for name in PRESETS]
         rows += [{"preset": name, "path": f"device {device}", "one_worker": None,
                   "in_process": device_rate(preset_config(name), info, splits.train_images, batches, device, args.repeats)}
                  for device in devices for name in DEVICE_PRESETS]
         publish("augmentation", devices[-1], False, rows, table(rows), args.out, images=args.images,
                 batch_size=args.batch_size, best_of=args.repeats)
-    finally:
-        torch.set_num_threads(threads)  # the caller's (a test process's) setting
     return rows
 
 

@@ -18,7 +18,7 @@ import torch
 
 from genlab.models import build_model, count_parameters
 from genlab.training.optim import build_optimizer
-from reporting import RESULTS_DIR, publish
+from reporting import RESULTS_DIR, publish, torch_threads
 
 MODELS = {"simple_cnn": {"name": "simple_cnn"}, "resnet20": {"name": "resnet", "depth": 20},
           "resnet18": {"name": "resnet", "depth": 18}}
@@ -81,13 +81,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.repeats = 2, 1
-    threads = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    try:
+    with torch_threads(args.threads):
         rows = [measure(m, o, args.steps, args.repeats, args.device) for m in (args.model or list(MODELS)) for o in OPTIMIZERS]
         publish("optimizer-step", args.device, args.quick, rows, table(rows), args.out)
-    finally:
-        torch.set_num_threads(threads)  # the caller's (a test process's) setting
     return rows
 
 

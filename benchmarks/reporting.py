@@ -1,4 +1,5 @@
-"""What every benchmark ends with: the machine it ran on, a JSON report under benchmarks/results/, the Markdown table.
+"""What the benchmarks share: a torch thread setting for the measurement that the caller gets back, and the ending of
+every run: the machine it ran on, a JSON report under benchmarks/results/, the Markdown table.
 
 The benchmarks run as scripts (`python benchmarks/<name>.py`), so this folder is on sys.path and they import it as
 `reporting`.
@@ -7,11 +8,24 @@ from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 RESULTS_DIR = Path(__file__).parent / "results"
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Measure with `threads` torch CPU threads, then give the caller (a test process, say) its own setting back."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def machine(device: str) -> str:
