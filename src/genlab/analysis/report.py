@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import base64
+import difflib
 import html
+import itertools
 import math
 import os
 import sys
@@ -12,12 +14,20 @@ from pathlib import Path
 from typing import Any
 
 from genlab.analysis.runs import Run, find_run_dirs, load_local_run, load_wandb_runs
-from genlab.analysis.stats import Summary, summarize, welch_t_test
+from genlab.analysis.stats import (UNBOUNDED, Summary, holm, is_constant, paired_t_test, permutation_p, pooled_std,
+                                   seeds_for_power, sign_flip_p, summarize, welch_t_test)
 
 # Keys that say where or how verbosely a run went, not what it did: never a reason to tell runs apart.
-BOOKKEEPING = ("seed", "task_name", "tags", "ckpt_path", "optimized_metric", "paths.", "hydra.", "logger.", "callbacks.",
-               "trainer.default_root_dir", "trainer.enable_progress_bar", "trainer.enable_model_summary",
-               "trainer.log_every_n_steps", "data.data_dir", "data.download", "data.num_workers", "data.pin_memory")
+BOOKKEEPING = ("seed", "task_name", "tags", "ckpt_path", "resume", "optimized_metric", "paths.", "hydra.", "logger.",
+               "callbacks.", "trainer.default_root_dir", "trainer.enable_progress_bar", "trainer.enable_model_summary",
+               "trainer.log_every_n_steps", "data.data_dir", "data.download", "data.num_workers", "data.pin_memory",
+               "augmentation.preview_images", "analysis.confusion_matrix")
+# The callback settings that change what is trained or which weights are tested, unlike the progress bar or the
+# LR monitor: these do tell runs apart. A switched-off callback's other settings do not (see experiment_config).
+TRAINING_CALLBACK_KEYS = {
+    "callbacks.early_stopping": ("enabled", "monitor", "mode", "patience", "min_delta"),
+    "callbacks.model_checkpoint": ("enabled", "monitor", "mode"),
+}
 COLUMNS = {  # metric -> column title
     "test/acc": "test acc",
     "train_eval/acc": "train acc (eval)",
@@ -25,18 +35,51 @@ COLUMNS = {  # metric -> column title
     "test/ece": "ECE",
     "robust/acc_mean": "robust acc",
 }
+LOWER_IS_BETTER = ("loss", "ece", "error", "err", "nll")  # the first word of a metric's last part
+ALPHA = 0.05
+POWER = 0.8
+
+
+def default_direction(metric: str) -> str:
+    """'min' for losses, calibration error and generalization gaps (test/loss, final/test/ece, gap/acc), else 'max'."""
+    *scopes, name = metric.split("/")
+    if any(scope.startswith("gap") for scope in scopes) or name.split("_")[0] in LOWER_IS_BETTER:
+        return "min"
+    return "max"
+
+
+def metric_bounds(metric: str) -> tuple[float, float]:
+    """The values a metric can take, which its confidence interval must not leave: accuracies and ECE in [0, 1],
+    an accuracy gap in [-1, 1], losses at least 0."""
+    *scopes, name = metric.split("/")
+    if any(scope.startswith("gap") for scope in scopes):
+        return (-1.0, 1.0) if name.startswith("acc") else UNBOUNDED
+    if name.startswith("acc") or name == "ece" or (scopes and scopes[0] == "robust"):
+        return 0.0, 1.0
+    if name.startswith("loss"):
+        return 0.0, math.inf
+    return UNBOUNDED
 
 
 @dataclass
 class Group:
-    """Runs that share the values of the compared keys."""
+    """Runs that share the values of the compared keys, and their comparison with the baseline group."""
 
     values: tuple[tuple[str, Any], ...]
     runs: list[Run]
     failed: int
     stats: dict[str, Summary]
-    delta: float = math.nan
-    p_value: float = math.nan
+    delta: float = math.nan  # mean - baseline mean
+    p_raw: float = math.nan  # Welch's p, or the exact permutation p when both groups have zero spread
+    p_value: float = math.nan  # p_raw, Holm-adjusted over the table's comparisons
+    test: str = ""  # "welch", "permutation" or "" (untestable: a group with a single seed)
+    p_paired_raw: float = math.nan  # paired by seed, over the seeds both arms share
+    p_paired: float = math.nan  # Holm-adjusted over the paired comparisons
+    paired_n: int = 0
+    pooled_std: float = math.nan
+    seeds_needed: int | None = None  # per group, for 80 % power at the observed difference and pooled std
+    comparisons: int = 0  # the size of the Holm family p_value was adjusted in
+    paired_comparisons: int = 0
     best: bool = False
     baseline: bool = False
 
@@ -49,45 +92,145 @@ def _show(value: Any) -> str:
     return "[" + ",".join(map(str, value)) + "]" if isinstance(value, tuple) else str(value)
 
 
+def experiment_config(run: Run) -> dict[str, Any]:
+    """The config keys that say what a run trained and tested: bookkeeping left out, the training callbacks' settings
+    kept, and the settings of a switched-off early stopping or checkpoint callback set to None (they did nothing)."""
+    config = {}
+    for key, value in run.config.items():
+        owner, _, leaf = key.rpartition(".")
+        if leaf in TRAINING_CALLBACK_KEYS.get(owner, ()) or not key.startswith(BOOKKEEPING):
+            config[key] = value
+    for owner, leaves in TRAINING_CALLBACK_KEYS.items():
+        if run.config.get(f"{owner}.enabled", True) is False:
+            config.update({f"{owner}.{leaf}": None for leaf in leaves if leaf != "enabled"})
+    return config
+
+
 def varying_keys(runs: list[Run]) -> list[str]:
     """The fewest config keys that tell the compared runs apart, bookkeeping excluded.
 
     A key whose value is fully determined by keys already kept adds nothing (regularization.name=dropout already
     says model.dropout=0.5), so it is left out; `*.name` keys are considered first, as they read best.
     """
-    keys = sorted({k for r in runs for k in r.config if not k.startswith(BOOKKEEPING)})
-    differing = [k for k in keys if len({_show(r.config.get(k)) for r in runs}) > 1]
+    configs = [experiment_config(r) for r in runs]
+    keys = sorted({k for c in configs for k in c})
+    differing = [k for k in keys if len({_show(c.get(k)) for c in configs}) > 1]
     kept: list[str] = []
     for key in sorted(differing, key=lambda k: (not k.endswith(".name"), k)):
         seen: dict[tuple, str] = {}
-        for run in runs:
-            signature = tuple(_show(run.config.get(k)) for k in kept)
-            if seen.setdefault(signature, _show(run.config.get(key))) != _show(run.config.get(key)):
+        for config in configs:
+            signature = tuple(_show(config.get(k)) for k in kept)
+            if seen.setdefault(signature, _show(config.get(key))) != _show(config.get(key)):
                 kept.append(key)
                 break
     return kept
 
 
+def group_key(run: Run, by: list[str]) -> tuple[tuple[str, Any], ...]:
+    """The values a run is grouped on: experiment values (a switched-off callback's settings are None), or the
+    raw config value for a key the user groups on that is bookkeeping (--by seed)."""
+    config = experiment_config(run)
+    return tuple((k, config[k] if k in config else run.config.get(k)) for k in by)
+
+
 def group_runs(runs: list[Run], by: list[str], metric: str) -> list[Group]:
     buckets: dict[tuple, list[Run]] = {}
     for run in runs:
-        buckets.setdefault(tuple((k, run.config.get(k)) for k in by), []).append(run)
+        buckets.setdefault(group_key(run, by), []).append(run)
     groups = []
     for values, members in buckets.items():
         ok = [r for r in members if r.status == "completed" and metric in r.metrics]
-        stats = {m: summarize([r.metrics[m] for r in ok if m in r.metrics]) for m in COLUMNS
+        shown = [*COLUMNS, *([metric] if metric not in COLUMNS else [])]
+        stats = {m: summarize([r.metrics[m] for r in ok if m in r.metrics], bounds=metric_bounds(m)) for m in shown
                  if any(m in r.metrics for r in ok)}
         groups.append(Group(values, ok, len(members) - len(ok), stats))
     return groups
 
 
-def rank_and_test(groups: list[Group], metric: str, baseline: dict[str, str] | None) -> list[Group]:
-    """Sort by the metric's mean (best first), mark the best, and Welch-test each group against the baseline.
+def refuse_mixed_data_sets(runs: list[Run]) -> None:
+    """A metric means something else on another data set: one report compares runs on one data set."""
+    names = sorted({str(r.config["data.name"]) for r in runs if r.config.get("data.name") is not None})
+    if len(names) > 1:
+        raise SystemExit(f"error: the runs are on {len(names)} data sets ({', '.join(names)}) and a metric does not "
+                         "compare across data sets; give one data set's runs (dirs or globs) at a time")
 
-    The baseline is the group matching `baseline` (key=value pairs) or, by default, the best group, so every
-    p-value answers "is the winner's lead over this group real?".
+
+def refuse_unknown_keys(runs: list[Run], by: list[str]) -> None:
+    """`--by` a key that no run has would make one group of everything: refuse it, naming the keys that differ."""
+    known = {k for r in runs for k in r.config}
+    for key in by:
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=3)
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            raise SystemExit(f"error: --by {key}: no run has this key (keys that differ between these runs: "
+                             f"{', '.join(varying_keys(runs)) or 'none'}){hint}")
+
+
+def refuse_unrecorded_metric(runs: list[Run], metric: str) -> None:
+    recorded = sorted({k for r in runs if r.status == "completed" for k in r.metrics})
+    if metric not in recorded:
+        raise SystemExit(f"error: --metric {metric}: no completed run has {metric}; recorded: "
+                         f"{', '.join(recorded) or 'nothing (no completed run)'}")
+
+
+def pooling_warning(runs: list[Run], by: list[str]) -> str | None:
+    """One line when a group made by --by holds runs that differ in more than their seed (different experiments)."""
+    buckets: dict[tuple, list[dict[str, Any]]] = {}
+    for run in runs:
+        buckets.setdefault(group_key(run, by), []).append(experiment_config(run))
+    pooled: dict[str, list[str]] = {}
+    for values, configs in buckets.items():
+        keys = sorted({k for c in configs for k in c} - set(by))
+        differing = [k for k in keys if len({_show(c.get(k)) for c in configs}) > 1]
+        if differing:
+            pooled[", ".join(f"{k}={_show(v)}" for k, v in values) or "all runs"] = differing
+    if not pooled:
+        return None
+    keys = sorted({k for ks in pooled.values() for k in ks})
+    labels = list(pooled)
+    where = labels[0] + (f" and {len(labels) - 1} more" if len(labels) > 1 else "")
+    return (f"warning: --by {','.join(by)} pools runs that differ in {', '.join(keys)} into one group ({where}); "
+            f"add {'it' if len(keys) == 1 else 'them'} to --by to keep different experiments apart")
+
+
+def seed_values(group: Group, metric: str) -> dict[Any, float]:
+    """The metric by seed, for the seeds that appear once in the group (a repeated seed cannot be paired)."""
+    seeds = [r.config.get("seed") for r in group.runs]
+    return {s: r.metrics[metric] for s, r in zip(seeds, group.runs) if s is not None and seeds.count(s) == 1}
+
+
+def compare_pair(group: Group, base: Group, metric: str) -> tuple[float, str, float, int]:
+    """(primary p, its test, paired p, pairs) of one group against another: Welch's t-test, or the exact
+    permutation test when both groups gave one value on every seed; the paired t-test over the shared seeds."""
+    a, b = [r.metrics[metric] for r in group.runs], [r.metrics[metric] for r in base.runs]
+    if len(a) < 2 or len(b) < 2:
+        p, test = math.nan, ""
+    elif is_constant(a) and is_constant(b):
+        p, test = permutation_p(a, b), "permutation"
+    else:
+        p, test = welch_t_test(a, b)[1], "welch"
+    mine, theirs = seed_values(group, metric), seed_values(base, metric)
+    shared = sorted((s for s in mine if s in theirs), key=str)
+    paired = math.nan
+    if len(shared) >= 2:
+        x, y = [mine[s] for s in shared], [theirs[s] for s in shared]
+        paired = paired_t_test(x, y)[1]
+        if math.isnan(paired):  # the same difference on every seed: the exact sign-flip test
+            paired = sign_flip_p([u - v for u, v in zip(x, y)])
+    return p, test, paired, len(shared) if len(shared) >= 2 else 0
+
+
+def rank_and_test(groups: list[Group], metric: str, baseline: dict[str, str] | None,
+                  direction: str | None = None) -> list[Group]:
+    """Sort by the metric's mean (best first: highest, or lowest for direction 'min'), mark the best, and test each
+    group against the baseline, with p-values Holm-adjusted over the comparisons the table makes.
+
+    The baseline is the group matching `baseline` (key=value pairs, declared before seeing the results: the family
+    is its k - 1 comparisons) or, by default, the best group. The best group is picked after seeing the data, so
+    its comparisons are a data-chosen subset of all k (k - 1) / 2 pairs, and the correction runs over all pairs.
     """
-    scored = sorted((g for g in groups if metric in g.stats), key=lambda g: -g.stats[metric].mean)
+    sign = 1 if (direction or default_direction(metric)) == "min" else -1
+    scored = sorted((g for g in groups if metric in g.stats), key=lambda g: sign * g.stats[metric].mean)
     scored += [g for g in groups if metric not in g.stats]
     if not scored or metric not in scored[0].stats:
         return scored
@@ -100,50 +243,139 @@ def rank_and_test(groups: list[Group], metric: str, baseline: dict[str, str] | N
                              + "; ".join(g.label for g in scored))
         base = matches[0]
     base.baseline = True
-    base_values = [r.metrics[metric] for r in base.runs]
-    for group in scored:
-        if group is base or metric not in group.stats:
+    tested = [g for g in scored if metric in g.stats]
+    pairs = [(g, base) for g in tested if g is not base] if baseline else list(itertools.combinations(tested, 2))
+    results = [compare_pair(g, h, metric) for g, h in pairs]
+    adjusted, adjusted_paired = holm([r[0] for r in results]), holm([r[2] for r in results])
+    comparisons = sum(not math.isnan(r[0]) for r in results)
+    paired_comparisons = sum(not math.isnan(r[2]) for r in results)
+    for (g, h), (p, test, paired, pairs_n), p_adj, paired_adj in zip(pairs, results, adjusted, adjusted_paired):
+        if base not in (g, h):
+            continue
+        group = h if g is base else g
+        group.p_raw, group.test, group.p_value = p, test, p_adj
+        group.p_paired_raw, group.p_paired, group.paired_n = paired, paired_adj, pairs_n
+        group.comparisons, group.paired_comparisons = comparisons, paired_comparisons
+    for group in tested:
+        if group is base:
             continue
         group.delta = group.stats[metric].mean - base.stats[metric].mean
-        group.p_value = welch_t_test([r.metrics[metric] for r in group.runs], base_values)[1]
+        a, b = [r.metrics[metric] for r in group.runs], [r.metrics[metric] for r in base.runs]
+        group.pooled_std = pooled_std(a, b)
+        group.seeds_needed = seeds_for_power(group.delta, group.pooled_std, ALPHA, POWER)
     return scored
+
+
+def _cell(s: Summary | None, with_ci: bool) -> str:
+    if s is None:
+        return "—"
+    if s.n == 1:  # one seed: a value, with no spread or interval to show
+        return f"{s.mean:.4f}"
+    return f"{s.mean:.4f} ± {s.std:.4f}" + (f" [{s.ci_low:.4f}, {s.ci_high:.4f}]" if with_ci else "")
+
+
+def _p_cell(g: Group) -> str:
+    if math.isnan(g.p_value):
+        return "—"
+    star = " *" if g.p_value < ALPHA else ""
+    return f"{g.p_value:.3g}{star}" + (" (exact: same on every seed)" if g.test == "permutation" else "")
 
 
 def table_rows(groups: list[Group], metric: str, with_ci: bool = True) -> tuple[list[str], list[list[str]]]:
     """Header and rows shared by the terminal (without CIs, for width), Markdown and HTML renderings."""
-    present = [m for m in COLUMNS if any(m in g.stats for g in groups)]
-    header = ["", "group", "n", "failed"] + [COLUMNS[m] for m in present] + [f"Δ {COLUMNS.get(metric, metric)}", "p (Welch)"]
+    shown = [*COLUMNS, *([metric] if metric not in COLUMNS else [])]
+    present = [m for m in shown if any(m in g.stats for g in groups)]
+    header = (["", "group", "n", "failed"] + [COLUMNS.get(m, m) for m in present]
+              + [f"Δ {COLUMNS.get(metric, metric)}", "p Welch (Holm)", "p paired (Holm)",
+                 f"seeds for {POWER * 100:.0f} % power"])
     rows = []
     for g in groups:
         cells = ["★" if g.best else ("base" if g.baseline else ""), g.label, str(len(g.runs)), str(g.failed)]
-        for m in present:
-            s = g.stats.get(m)
-            ci = f" [{s.ci_low:.4f}, {s.ci_high:.4f}]" if s is not None and with_ci else ""
-            cells.append("—" if s is None else f"{s.mean:.4f} ± {s.std:.4f}{ci}")
+        cells += [_cell(g.stats.get(m), with_ci) for m in present]
         cells.append("—" if math.isnan(g.delta) else f"{g.delta:+.4f}")
-        cells.append("—" if math.isnan(g.p_value) else (f"{g.p_value:.3g}" + (" *" if g.p_value < 0.05 else "")))
+        cells.append(_p_cell(g))
+        cells.append("—" if math.isnan(g.p_paired) else f"{g.p_paired:.3g} ({g.paired_n} seeds)")
+        cells.append("—" if g.seeds_needed is None else str(g.seeds_needed))
         rows.append(cells)
     return header, rows
 
 
-def verdict(groups: list[Group], metric: str) -> str:
-    """One sentence: who won, and whether the lead over the runner-up is significant at 5 %."""
+def table_note(groups: list[Group], explicit_baseline: bool) -> str:
+    """What the p-value columns are: which test, which correction, over how many comparisons."""
+    tested = next((g for g in groups if g.comparisons), None)
+    if tested is None:
+        return "No group could be tested against the baseline (a t-test needs at least 2 seeds per group)."
+    family = ("each group against the pre-declared baseline" if explicit_baseline else
+              "every pair of groups, since the baseline is the best group, picked after seeing the results")
+    plural = "s" if tested.comparisons != 1 else ""
+    note = (f"p-values are Holm-adjusted over {tested.comparisons} comparison{plural} ({family}); "
+            f"* marks Welch p < {ALPHA} after adjustment. ")
+    paired_plural = "s" if tested.paired_comparisons != 1 else ""
+    note += ("Paired: the paired t-test over the seeds both groups share, Holm-adjusted over "
+             f"{tested.paired_comparisons} paired comparison{paired_plural}. " if tested.paired_comparisons else "")
+    return note + (f"Seeds for {POWER * 100:.0f} % power: per group, for a two-sample t-test at alpha {ALPHA} to detect the "
+                   "observed difference, if the observed pooled std is the true one.")
+
+
+def _seeds(n: int) -> str:
+    return f"{n} seed" + ("s" if n != 1 else "")
+
+
+def _holm_text(adjusted: float, comparisons: int) -> str:
+    return f", Holm-adjusted over {comparisons} comparisons: {adjusted:.3g}" if comparisons > 1 else ""
+
+
+def assess(row: Group, other: Group, metric: str) -> str:
+    """Whether `row`'s difference from `other` is real, worded for the seeds there are."""
+    n_row, n_other = len(row.runs), len(other.runs)
+    seeds = f"{n_row} vs {n_other} seeds"
+    if not row.test:
+        single = row if n_row < 2 else other
+        return (f"not testable: {single.label} has {_seeds(len(single.runs))} and a test needs at least 2 per group; "
+                "run more seeds")
+    holm_text = _holm_text(row.p_value, row.comparisons)
+    if row.test == "permutation":
+        if row.delta == 0:
+            return f"nothing: each group gave the same value on every seed ({seeds}), and the two values are equal"
+        exact = f"exact permutation p = {row.p_raw:.3g}{holm_text}"
+        if row.p_value < ALPHA:
+            return f"significant: the difference is the same on every seed ({seeds}; {exact})"
+        why = (f"{seeds} cannot reach p < {ALPHA} with it" if row.p_raw >= ALPHA else
+               "it is not below 0.05 after the correction for multiple comparisons")
+        return (f"consistent across all {seeds} (each group gave one value on every seed, so no t-test applies), "
+                f"but {why} ({exact}); run more seeds")
+    paired = ""
+    if not math.isnan(row.p_paired):
+        paired = (f"; paired by seed over {row.paired_n} seeds: p = {row.p_paired_raw:.3g}"
+                  + _holm_text(row.p_paired, row.paired_comparisons))
+    tests = f"Welch p = {row.p_raw:.3g}{holm_text}{paired}"
+    if row.p_value < ALPHA:
+        return f"significant ({tests})"
+    if row.seeds_needed is not None:
+        power = (f"about {row.seeds_needed} seeds per group would detect a difference of {abs(row.delta):.4f} with "
+                 f"{POWER * 100:.0f} % power (two-sample t-test at alpha {ALPHA}, observed pooled std {row.pooled_std:.4f})")
+    else:
+        power = "no practical number of seeds would detect a difference this small at this spread"
+    also = ("; the paired test is below 0.05, which is evidence if the seed affects both groups alike (the same "
+            "split and initialisation)" if row.p_paired < ALPHA else "")
+    return (f"inconclusive at {seeds} ({tests}){also}; this is not evidence that the groups are equal: {power}")
+
+
+def verdict(groups: list[Group], metric: str, direction: str | None = None) -> str:
+    """One sentence: who won, and whether its lead is real: over the runner-up when the best group is the baseline,
+    else over the baseline."""
     scored = [g for g in groups if metric in g.stats]
     if not scored:
         return f"No completed run has {metric}."
     best = scored[0]
+    better = "lower" if (direction or default_direction(metric)) == "min" else "higher"
+    head = f"Best: {best.label} with {metric} {best.stats[metric].mean:.4f} ({better} is better)"
     if len(scored) == 1:
-        return f"Only one group: {best.label} ({metric} {best.stats[metric].mean:.4f}, n={best.stats[metric].n})."
-    runner = scored[1]
-    _, p = welch_t_test([r.metrics[metric] for r in best.runs], [r.metrics[metric] for r in runner.runs])
-    lead = best.stats[metric].mean - runner.stats[metric].mean
-    if math.isnan(p):
-        real = "not testable (fewer than 2 seeds per group, or no variance): run more seeds"
-    elif p < 0.05:
-        real = f"significant (Welch p = {p:.3g} < 0.05)"
-    else:
-        real = f"not significant (Welch p = {p:.3g} ≥ 0.05): the groups are indistinguishable with these seeds"
-    return f"Best: {best.label} with {metric} {best.stats[metric].mean:.4f}; its lead of {lead:+.4f} over {runner.label} is {real}."
+        return f"{head}; it is the only group ({_seeds(best.stats[metric].n)})."
+    base = next((g for g in scored if g.baseline), best)
+    row, other = (scored[1], best) if base is best else (best, base)  # row: the group tested against the baseline
+    over = row.label if base is best else base.label
+    return f"{head}; its lead of {abs(row.delta):.4f} over {over} is {assess(row, other, metric)}."
 
 
 def to_markdown(header: list[str], rows: list[list[str]]) -> str:
@@ -207,6 +439,7 @@ def plot_bars(groups: list[Group], metric: str, title: str, path: Path) -> Path 
         return None
     fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(shown)), 4.5))
     means = [g.stats[metric].mean for g in shown]
+    # A single seed has no interval: its NaN bounds draw no error bar (a zero-length one would read as certainty).
     errors = [[m - g.stats[metric].ci_low for m, g in zip(means, shown)], [g.stats[metric].ci_high - m for m, g in zip(means, shown)]]
     ax.bar(range(len(shown)), means, yerr=errors, capsize=4, color=["C1" if g.best else "C0" for g in shown])
     ax.set_xticks(range(len(shown)), [g.label for g in shown], rotation=30, ha="right", fontsize=7)
@@ -241,7 +474,8 @@ def first_trend(groups: list[Group], keys: list[str], metric: str, path: Path) -
     return next((p for key in keys if (p := plot_trend(groups, key, metric, path)) is not None), None)
 
 
-def to_html(title: str, sentence: str, header: list[str], rows: list[list[str]], images: list[Path]) -> str:
+def to_html(title: str, sentence: str, header: list[str], rows: list[list[str]], images: list[Path],
+            notes: list[str] = ()) -> str:
     """A self-contained page: the table and the plots embedded as data URIs."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
@@ -252,10 +486,10 @@ def to_html(title: str, sentence: str, header: list[str], rows: list[list[str]],
              "td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}th{background:#f3f3f3}img{max-width:100%}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style>"
             f"</head><body><h1>{html.escape(title)}</h1><p>{html.escape(sentence)}</p><table><tr>{head}</tr>{body}</table>"
-            f"{figures}</body></html>")
+            + "".join(f"<p>{html.escape(n)}</p>" for n in notes) + f"{figures}</body></html>")
 
 
-def print_table(header: list[str], rows: list[list[str]], sentence: str) -> None:
+def print_table(header: list[str], rows: list[list[str]], sentence: str, note: str = "") -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -264,8 +498,10 @@ def print_table(header: list[str], rows: list[list[str]], sentence: str) -> None
         table.add_row(*row)
     console = Console()
     if not console.is_terminal:
-        console = Console(width=200)  # piped or logged: no terminal width to respect, so do not squeeze the table
+        console = Console(width=400)  # piped or logged: no terminal width to respect, so do not squeeze the table
     console.print(table)
+    if note:
+        console.print(note, soft_wrap=True, style="dim")
     console.print(sentence, soft_wrap=True)
 
 
@@ -288,7 +524,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--group", help="with --wandb: only runs of this W&B group")
     parser.add_argument("--by", help="comma-separated config keys to group by (default: every key that differs)")
     parser.add_argument("--baseline", help="key=value[,key=value] picking the baseline group (default: the best group)")
-    parser.add_argument("--metric", default="test/acc", help="the metric that ranks groups (default: test/acc)")
+    parser.add_argument("--metric", default="test/acc",
+                        help="the metric that ranks groups: any key of results.json's metrics (default: test/acc)")
+    parser.add_argument("--direction", choices=("max", "min"),
+                        help="max: higher is better; min: lower is better (default: min for losses, ECE and gaps, "
+                             "else max)")
     parser.add_argument("--out", help="where report.md, report.html and the plots go (default: the common parent of the runs)")
     parser.add_argument("--log-wandb", metavar="PROJECT", help="also log the table and report to this W&B project")
     args = parser.parse_args(argv)
@@ -318,11 +558,22 @@ def main(argv: list[str] | None = None) -> Path:
     """Build the report; returns the output dir."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     runs = load_runs(args)
-    by = [k.strip() for k in args.by.split(",")] if args.by else varying_keys(runs)
+    refuse_mixed_data_sets(runs)
+    refuse_unrecorded_metric(runs, args.metric)
+    if args.by:
+        by = [k.strip() for k in args.by.split(",")]
+        refuse_unknown_keys(runs, by)
+    else:
+        by = varying_keys(runs)
+    warnings = [w for w in [pooling_warning(runs, by) if args.by else None] if w]
+    for warning in warnings:
+        print(warning, file=sys.stderr, flush=True)
+    direction = args.direction or default_direction(args.metric)
     baseline = dict(pair.split("=", 1) for pair in args.baseline.split(",")) if args.baseline else None
-    groups = rank_and_test(group_runs(runs, by, args.metric), args.metric, baseline)
+    groups = rank_and_test(group_runs(runs, by, args.metric), args.metric, baseline, direction)
     header, rows = table_rows(groups, args.metric)
-    sentence = verdict(groups, args.metric)
+    sentence = verdict(groups, args.metric, direction)
+    note = table_note(groups, baseline is not None)
     out = Path(args.out or default_out_dir(runs))
     out.mkdir(parents=True, exist_ok=True)
     images = [p for p in (
@@ -332,10 +583,12 @@ def main(argv: list[str] | None = None) -> Path:
         first_trend(groups, by, args.metric, out / "trend.png"),
     ) if p is not None]
     title = f"genlab comparison: {len(runs)} runs, grouped by {', '.join(by) or 'nothing (one group)'}"
-    markdown = f"# {title}\n\n{sentence}\n\n{to_markdown(header, rows)}\n\n" + "\n".join(f"![{p.stem}]({p.name})" for p in images) + "\n"
+    notes = [note, *warnings]
+    markdown = (f"# {title}\n\n{sentence}\n\n{to_markdown(header, rows)}\n\n" + "".join(f"{n}\n\n" for n in notes)
+                + "\n".join(f"![{p.stem}]({p.name})" for p in images) + "\n")
     (out / "report.md").write_text(markdown)
-    (out / "report.html").write_text(to_html(title, sentence, header, rows, images))
-    print_table(*table_rows(groups, args.metric, with_ci=False), sentence)
+    (out / "report.html").write_text(to_html(title, sentence, header, rows, images, notes))
+    print_table(*table_rows(groups, args.metric, with_ci=False), sentence, note)
     print(f"report: {(out / 'report.md').resolve()} and report.html", flush=True)
     if args.log_wandb:
         log_to_wandb(args.log_wandb, header, rows, [out / "report.md", out / "report.html", *images])
