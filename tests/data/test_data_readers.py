@@ -182,6 +182,36 @@ def test_imagefolder_rejects_what_is_not_an_image(tmp_path):
         load_dataset("imagefolder", root, download=False)
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_imagefolder_scales_16_bit_images_to_8_bits_instead_of_saturating_them(tmp_path, channels):
+    # 16-bit grayscale PNGs (microscopy, medical imaging) became all white: Pillow's convert clips them at 255.
+    from PIL import Image
+
+    wide = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1040)  # 0 .. 65520, the full 16-bit range
+    for split in ("train", "test"):
+        folder = tmp_path / "cells" / split / "a"
+        folder.mkdir(parents=True)
+        Image.fromarray(wide).save(folder / "img.png")
+    assert Image.open(folder / "img.png").mode.startswith("I")  # really a 16-bit file
+    splits = load_dataset("imagefolder", tmp_path / "cells", download=False, image_size=8, channels=channels)
+    expected = np.round(wide / 257).astype(np.uint8)  # 0..65535 onto 0..255
+    for image in (splits.train_images[0], splits.test_images[0]):
+        assert image.shape == (8, 8, channels)
+        for c in range(channels):
+            np.testing.assert_array_equal(image[..., c], expected)
+
+
+def test_imagefolder_refuses_float_images_with_one_line(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "cells" / "train" / "a"
+    folder.mkdir(parents=True)
+    Image.fromarray(np.ones((4, 4), np.float32)).save(folder / "img.tiff")
+    (folder / "img.tiff").rename(folder / "img.png")  # Pillow reads by content, not by name
+    with pytest.raises(DataError, match=r"img.png: floating-point pixels \(Pillow mode F\)"):
+        load_dataset("imagefolder", tmp_path / "cells", download=False, test_split="train")
+
+
 def test_imagefolder_missing_folders_say_where_they_were_expected(tmp_path):
     with pytest.raises(DataError, match=r"imagefolder: no training folder .*nowhere/train \(data.data_dir="):
         dataset_info("imagefolder", tmp_path / "nowhere")

@@ -87,6 +87,28 @@ def read_image_split(split_dir: Path, classes: list[str], image_size: int, chann
 MAX_IMAGE_PIXELS = 40_000_000  # 40 MP: far above any training image, far below what would exhaust memory
 
 
+# Pillow's integer modes wider than 8 bits: 16-bit grayscale PNG/TIFF (microscopy, medical imaging) opens as I;16*,
+# some files as I (32-bit). Pillow's convert() to L clips them at 255, which turns nearly every pixel white.
+WIDE_INTEGER_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+UINT16_MAX = 65535
+
+
+def to_8_bit(image, path: Path):
+    """A 16-bit grayscale image scaled from 0..65535 to 0..255 (value / 257, rounded: the full range maps onto the
+    full range, as Pillow does for 16-bit RGB); other images as they are."""
+    from PIL import Image
+
+    if image.mode == "F":
+        raise DataError(f"{path}: floating-point pixels (Pillow mode F); save it as an 8- or 16-bit image first")
+    if image.mode not in WIDE_INTEGER_MODES:
+        return image
+    values = np.asarray(image).astype(np.int64)
+    if values.size and (values.min() < 0 or values.max() > UINT16_MAX):
+        raise DataError(f"{path}: pixel values {values.min()}..{values.max()} do not fit 16 bits; save it as an 8- or "
+                        "16-bit image first")
+    return Image.fromarray(np.rint(values / (UINT16_MAX / 255)).astype(np.uint8))  # 2-d uint8: mode L
+
+
 def decode_image(path: Path, image_size: int, channels: int) -> np.ndarray:
     """One image file -> uint8 (size, size, channels), resized with bilinear filtering (aspect ratio not kept)."""
     from PIL import Image, UnidentifiedImageError
@@ -96,7 +118,7 @@ def decode_image(path: Path, image_size: int, channels: int) -> np.ndarray:
             if image.width * image.height > MAX_IMAGE_PIXELS:  # checked from the header, before decoding anything
                 raise DataError(f"{path}: {image.width}x{image.height} pixels, more than the {MAX_IMAGE_PIXELS:,} an image "
                                 "may have here (a decompression bomb, or a photo to downscale first)")
-            image = image.convert(PIL_MODES[channels])
+            image = to_8_bit(image, path).convert(PIL_MODES[channels])
             if image.size != (image_size, image_size):
                 image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
             array = np.asarray(image, dtype=np.uint8)
