@@ -182,3 +182,63 @@ def test_no_scheduler():
 def test_learning_rate_scales_with_the_global_batch(rule, batch, lr):
     scaled = scale_learning_rate({"lr": 0.1, "lr_scaling": rule, "base_batch_size": 128, "momentum": 0.9}, batch)
     assert scaled == {"lr": pytest.approx(lr), "momentum": 0.9}
+
+
+SCHEDULES = [{"name": "cosine", "warmup_epochs": 1, "min_lr_ratio": 0.0}, {"name": "step", "step_size": 1, "gamma": 0.5},
+             {"name": "onecycle", "pct_start": 0.25, "div_factor": 25.0, "final_div_factor": 1e4}]
+
+
+def stepped(config: dict, total_steps: int, epochs: int, steps: int, state: dict | None = None):
+    """An AdamW optimizer and its schedule of `total_steps` (`epochs` epochs), optionally loaded from `state` (as
+    Lightning resumes: optimizer first, then scheduler), then stepped `steps` times."""
+    optimizer = torch.optim.AdamW(tiny_net().parameters(), lr=0.1)
+    scheduler = build_scheduler(optimizer, config, total_steps, epochs)["scheduler"]
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+    for _ in range(steps):
+        optimizer.step()
+        scheduler.step()
+    return optimizer, scheduler
+
+
+def lrs_and_betas(optimizer) -> list[float]:
+    """Every scheduled value: lr, and the betas onecycle cycles."""
+    return [value for group in optimizer.param_groups for value in (group["lr"], *group["betas"])]
+
+
+@pytest.mark.parametrize("config", SCHEDULES, ids=lambda c: c["name"])
+def test_a_resumed_schedule_keeps_the_length_of_the_resumed_run(config, recwarn):
+    # Train 1 epoch of 10 steps, then resume for 2 epochs: the schedule must be the 2-epoch one from step 10 on, as if
+    # the run had been started for 2 epochs (torch's load restored the 1-epoch length: lr 0 for the extra epoch).
+    optimizer, scheduler = stepped(config, 10, 1, 10)
+    state = {"optimizer": copy.deepcopy(optimizer.state_dict()), "scheduler": copy.deepcopy(scheduler.state_dict())}
+    resumed_opt, resumed = stepped(config, 20, 2, 0, state)
+    never_stopped_opt, never_stopped = stepped(config, 20, 2, 10)
+    assert lrs_and_betas(resumed_opt) == pytest.approx(lrs_and_betas(never_stopped_opt))
+    assert resumed.last_epoch == 10 and resumed_opt.param_groups[0]["lr"] > 0.01
+    for _ in range(5):
+        for opt, sched in ((resumed_opt, resumed), (never_stopped_opt, never_stopped)):
+            opt.step()
+            sched.step()
+    assert resumed.get_last_lr() == pytest.approx(never_stopped.get_last_lr())
+    assert any("trainer.max_epochs changed on resume" in str(w.message) for w in recwarn)
+
+
+@pytest.mark.parametrize("config", SCHEDULES, ids=lambda c: c["name"])
+def test_a_resume_of_the_same_length_loads_exactly_what_torch_loads(config, recwarn):
+    optimizer, scheduler = stepped(config, 20, 2, 7)
+    state = {"optimizer": copy.deepcopy(optimizer.state_dict()), "scheduler": copy.deepcopy(scheduler.state_dict())}
+    resumed_opt, resumed = stepped(config, 20, 2, 6, state)
+    never_stopped_opt, _ = stepped(config, 20, 2, 13)
+    assert lrs_and_betas(resumed_opt) == lrs_and_betas(never_stopped_opt)  # bit-identical: exact resume
+    assert not [w for w in recwarn if "max_epochs" in str(w.message)]
+
+
+def test_resuming_past_the_end_of_a_shorter_schedule_is_refused():
+    config = SCHEDULES[2]
+    optimizer, scheduler = stepped(config, 20, 2, 20)
+    state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+    with pytest.raises(ConfigError, match=r"trainer.max_epochs: got 'a length of 10 optimizer steps', expected at least "
+                                          r"the 20 steps"):
+        stepped(config, 10, 1, 0, state)

@@ -1,12 +1,15 @@
 """Optimizers and learning-rate schedules built from plain config dicts."""
 from __future__ import annotations
 
+import copy
 import inspect
 import math
+import warnings
 from typing import Any, Iterable
 
 import torch
 from hydra.utils import get_class
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from genlab.errors import ConfigError
@@ -20,13 +23,18 @@ IMPLEMENTATIONS = ("auto", "fused", "foreach", "for_loop")
 MIXED_PRECISIONS = ("16-mixed", "bf16-mixed")
 
 
-def scale_learning_rate(config: dict[str, Any], global_batch_size: int) -> dict[str, Any]:
+def scales_learning_rate(config: dict[str, Any]) -> bool:
+    return config.get("lr_scaling", "none") != "none"
+
+
+def scale_learning_rate(config: dict[str, Any], global_batch_size: int | None) -> dict[str, Any]:
     """The optimizer config with lr scaled for the global batch size (linear: Goyal et al. 2017) and the
-    scaling keys removed, so what remains is what the optimizer is built with."""
+    scaling keys removed, so what remains is what the optimizer is built with. The batch size is only read when
+    `lr_scaling` is not none."""
     scaled = {k: v for k, v in config.items() if k not in SCALING_KEYS}
-    rule, base = config.get("lr_scaling", "none"), config.get("base_batch_size", global_batch_size)
-    ratio = global_batch_size / base
-    scaled["lr"] = config["lr"] * {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[rule]
+    if scales_learning_rate(config):
+        ratio = global_batch_size / config.get("base_batch_size", global_batch_size)
+        scaled["lr"] = config["lr"] * {"linear": ratio, "sqrt": math.sqrt(ratio)}[config["lr_scaling"]]
     return scaled
 
 
@@ -128,6 +136,68 @@ class WarmupSchedule:
         return 1.0
 
 
+class KeepsOwnLength:
+    """Mixin for a scheduler that a resumed run loads: the schedule's length (built from this run's
+    trainer.max_epochs) stays this run's; only the position, the steps taken, comes from the checkpoint.
+
+    torch's own load_state_dict restores the saved length too, so a run resumed with a larger trainer.max_epochs would
+    train its extra epochs at the end of the old schedule (lr 0 for cosine). With the length unchanged, this loads
+    exactly what torch's does, so exact resume is untouched.
+    """
+
+    LENGTH_KEYS: tuple[str, ...] = ()
+
+    def saved_total_steps(self, state_dict: dict[str, Any]) -> int:
+        raise NotImplementedError
+
+    def own_total_steps(self) -> int:
+        raise NotImplementedError
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        own = copy.deepcopy({key: self.__dict__[key] for key in self.LENGTH_KEYS})
+        saved_total, saved_lrs = self.saved_total_steps(state_dict), list(state_dict.get("_last_lr") or [])
+        super().load_state_dict(state_dict)
+        self.__dict__.update(own)
+        if self.last_epoch > self.own_total_steps():
+            raise ConfigError("trainer.max_epochs", f"a length of {self.own_total_steps()} optimizer steps",
+                              f"at least the {self.last_epoch} steps the checkpoint has already trained")
+        # The optimizer's learning rates were restored as the checkpoint left them; set them from this run's schedule.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # get_lr outside step() warns that get_last_lr is the usual way to read it
+            lrs = self.get_lr()
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            group["lr"] = lr
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+        if saved_total != self.own_total_steps():
+            rank_zero_warn(f"trainer.max_epochs changed on resume: the learning-rate schedule is rebuilt for "
+                           f"{self.own_total_steps()} steps (the checkpoint's had {saved_total}) and continues at step "
+                           f"{self.last_epoch}; lr {_fmt(saved_lrs)} -> {_fmt(self._last_lr)}.")
+
+
+def _fmt(values: list[float]) -> str:
+    return ", ".join(f"{float(v):.3g}" for v in values) or "?"
+
+
+class ResumableLambdaLR(KeepsOwnLength, torch.optim.lr_scheduler.LambdaLR):
+    LENGTH_KEYS = ("lr_lambdas",)
+
+    def saved_total_steps(self, state_dict: dict[str, Any]) -> int:
+        return (state_dict["lr_lambdas"][0] or {}).get("total_steps", self.own_total_steps())
+
+    def own_total_steps(self) -> int:
+        return self.lr_lambdas[0].total_steps
+
+
+class ResumableOneCycleLR(KeepsOwnLength, torch.optim.lr_scheduler.OneCycleLR):
+    LENGTH_KEYS = ("total_steps", "_schedule_phases")
+
+    def saved_total_steps(self, state_dict: dict[str, Any]) -> int:
+        return state_dict["total_steps"]
+
+    def own_total_steps(self) -> int:
+        return self.total_steps
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, config: dict[str, Any], total_steps: int, max_epochs: int):
     """A Lightning scheduler dict stepping every batch, or None for a constant learning rate."""
     kwargs = dict(config)
@@ -137,10 +207,10 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: dict[str, Any], to
     steps_per_epoch = max(1, total_steps // max(1, max_epochs))
     if name == "onecycle":
         max_lrs = [group["lr"] for group in optimizer.param_groups]
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lrs, total_steps=max(2, total_steps), **kwargs)
+        scheduler = ResumableOneCycleLR(optimizer, max_lr=max_lrs, total_steps=max(2, total_steps), **kwargs)
     elif name in ("cosine", "step"):
         rule = WarmupSchedule(name, total_steps, steps_per_epoch, **kwargs)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, rule)
+        scheduler = ResumableLambdaLR(optimizer, rule)
     else:
         raise ConfigError("scheduler.name", name, f"one of {list(SCHEDULERS)}")
     return {"scheduler": scheduler, "interval": "step"}
