@@ -13,16 +13,27 @@ from genlab.analysis.corruptions import corrupt
 Normalize = Callable[[torch.Tensor], torch.Tensor]
 
 
+def test_time_logits(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+                     flip_average: bool) -> torch.Tensor:
+    """The logits a test prediction is made from. With flip_average (test-time augmentation): the log of the mean class
+    probability over each image and its mirror, valid logits for loss, accuracy and calibration alike."""
+    if not flip_average:
+        return model(images)
+    return ((model(images).softmax(-1) + model(images.flip(-1)).softmax(-1)) / 2).clamp_min(1e-12).log()
+
+
 @torch.no_grad()
-def predict(model: nn.Module, images: np.ndarray, normalize: Normalize, batch_size: int = 512) -> np.ndarray:
-    """Predicted classes for uint8 (N, H, W, C) images, in eval mode on the model's device."""
+def predict(model: nn.Module, images: np.ndarray, normalize: Normalize, batch_size: int = 512,
+            flip_average: bool = False) -> np.ndarray:
+    """Predicted classes for uint8 (N, H, W, C) images, in eval mode on the model's device, made as the test metrics
+    make them (`test_time_logits`)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     predictions = []
     for start in range(0, len(images), batch_size):
         batch = normalize(torch.from_numpy(images[start : start + batch_size]).to(device))
-        predictions.append(model(batch).argmax(1).cpu().numpy())
+        predictions.append(test_time_logits(model, batch, flip_average).argmax(1).cpu().numpy())
     model.train(was_training)
     return np.concatenate(predictions) if predictions else np.empty(0, dtype=np.int64)
 
@@ -40,12 +51,12 @@ def per_class_accuracy(confusion: np.ndarray) -> np.ndarray:
 
 
 def robustness(model: nn.Module, images: np.ndarray, labels: np.ndarray, normalize: Normalize, corruptions: list[str],
-               severities: list[int], seed: int) -> dict[str, float]:
+               severities: list[int], seed: int, flip_average: bool = False) -> dict[str, float]:
     """Accuracy under each corruption and severity (`robust/<name>_s<k>`) and their mean (`robust/acc_mean`)."""
     results = {}
     for name in corruptions:
         for severity in severities:
-            predictions = predict(model, corrupt(images, name, severity, seed), normalize)
+            predictions = predict(model, corrupt(images, name, severity, seed), normalize, flip_average=flip_average)
             results[f"robust/{name}_s{severity}"] = float((predictions == labels).mean())
     results["robust/acc_mean"] = float(np.mean(list(results.values())))
     return results

@@ -12,10 +12,12 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
 
+from genlab.analysis.evaluation import test_time_logits
 from genlab.models import LogitsWithAux, build_model
 from genlab.training.losses import Objective
 from genlab.training.mixing import BatchMixing
-from genlab.training.optim import build_optimizer, build_scheduler, clips_under_mixed_precision
+from genlab.training.optim import (build_optimizer, build_scheduler, clips_under_mixed_precision, scale_learning_rate,
+                                  scales_learning_rate)
 from genlab.training.regularization import l1_penalty
 
 EVAL_METRIC_STAGES = ("val", "train_eval", "test")
@@ -61,7 +63,7 @@ class CompiledOrEager:
 
 def accuracy_metrics(num_classes: int, prefix: str, calibration: bool = False) -> MetricCollection:
     """Top-1 accuracy, balanced accuracy (mean per-class recall), top-5 when there are more than 5 classes, and
-    optionally expected calibration error."""
+    optionally expected calibration error; each is updated with class probabilities (see `ImageClassifier._evaluate`)."""
     # validate_args=False: the inputs are the module's own logits and labels, and checking them on every update
     # costs more than the update itself on small models.
     fast = {"validate_args": False}
@@ -71,7 +73,10 @@ def accuracy_metrics(num_classes: int, prefix: str, calibration: bool = False) -
         metrics["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro", **fast)
     if calibration:
         metrics["ece"] = MulticlassCalibrationError(num_classes, n_bins=CALIBRATION_BINS, norm="l1", **fast)
-    return MetricCollection(metrics, prefix=prefix)
+    # compute_groups=False: torchmetrics merges metrics whose states are equal after the first update into one group,
+    # and a first batch that is all top-1 correct makes top-1, top-5 and balanced states equal: from then on they
+    # share one state and report one value.
+    return MetricCollection(metrics, prefix=prefix, compute_groups=False)
 
 
 class ImageClassifier(L.LightningModule):
@@ -96,7 +101,9 @@ class ImageClassifier(L.LightningModule):
                  class_weights: list[float] | None = None, tta: bool = False, channels_last: bool = False,
                  compile: bool = False):
         super().__init__()
-        self.save_hyperparameters()
+        # logger=False: the run logs its whole resolved config itself; Lightning logging these after it would
+        # overwrite the config's data, model and optimizer sections with the module's narrower ones.
+        self.save_hyperparameters(logger=False)
         self.net = build_model(**model)
         self.channels_last = channels_last
         if channels_last:
@@ -121,6 +128,8 @@ class ImageClassifier(L.LightningModule):
         self.register_buffer("train_totals", torch.zeros(3))
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)
+        # Prefixes the test metrics' names: the pipeline tests two sets of weights, and each pass needs its own names.
+        self.test_prefix = ""
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Lightning sets _current_fx_name ~40 times per training step. nn.Module.__setattr__ (which looks for
@@ -178,9 +187,9 @@ class ImageClassifier(L.LightningModule):
         self._log_epoch_metrics("val", "train_eval")
 
     def on_test_epoch_end(self) -> None:
-        self._log_epoch_metrics("test", "train_eval")
+        self._log_epoch_metrics("test", "train_eval", prefix=self.test_prefix)
 
-    def _log_epoch_metrics(self, *stages: str) -> None:
+    def _log_epoch_metrics(self, *stages: str, prefix: str = "") -> None:
         """Log each stage's metrics computed over the epoch (torchmetrics syncs them across processes), then reset.
 
         Steps only update the metrics: logging the metric objects every step instead costs about a millisecond per
@@ -188,7 +197,8 @@ class ImageClassifier(L.LightningModule):
         """
         for stage in stages:
             metrics, loss = self.metrics[f"on_{stage}"], self.losses[f"on_{stage}"]
-            self._log_global({**metrics.compute(), f"{stage}/loss": loss.compute()}, prog_bar=stage == "val")
+            values = {**metrics.compute(), f"{stage}/loss": loss.compute()}
+            self._log_global({f"{prefix}{key}": value for key, value in values.items()}, prog_bar=stage == "val")
             metrics.reset()
             loss.reset()
 
@@ -207,17 +217,24 @@ class ImageClassifier(L.LightningModule):
 
     def _evaluate(self, stage: str, batch, flip_average: bool = False) -> None:
         images, labels = batch
-        if flip_average:  # log of the mean probability over the image and its mirror: valid logits for loss and accuracy
-            logits = ((self(images).softmax(-1) + self(images.flip(-1)).softmax(-1)) / 2).clamp_min(1e-12).log()
-        else:
-            logits = self(images)
-        self.metrics[f"on_{stage}"].update(logits, labels)
+        logits = test_time_logits(self, images, flip_average)
+        # Probabilities, not logits: torchmetrics takes inputs that all lie in [0, 1] as probabilities as they are, so
+        # small logits would give a wrong calibration error; accuracies rank the same either way.
+        self.metrics[f"on_{stage}"].update(logits.softmax(-1), labels)
         self.losses[f"on_{stage}"].update(F.cross_entropy(logits, labels), weight=labels.shape[0])
+
+    def global_batch_size(self) -> int:
+        """Images per optimizer step over all processes: the per-device batch (hparams.data.batch_size) x the trainer's
+        real world size x the accumulated batches (`trainer.devices` can be `auto` or a list: only the trainer knows)."""
+        trainer = self.trainer
+        return self.hparams.data["batch_size"] * trainer.world_size * trainer.accumulate_grad_batches
 
     def configure_optimizers(self):
         # Built here, with the parameters already on their device: auto picks a fused kernel for that device.
         clip = clips_under_mixed_precision(self.trainer.precision, self.trainer.gradient_clip_val)
-        optimizer = build_optimizer(self.net, self.hparams.optimizer, clip)
+        config = self.hparams.optimizer
+        config = scale_learning_rate(config, self.global_batch_size() if scales_learning_rate(config) else None)
+        optimizer = build_optimizer(self.net, config, clip)
         scheduler = build_scheduler(optimizer, self.hparams.scheduler, int(self.trainer.estimated_stepping_batches),
                                     self.trainer.max_epochs or 1)
         return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
