@@ -83,16 +83,25 @@ def test_without_credentials_wandb_is_offline(monkeypatch, tmp_path):
     assert not wandb_should_run_offline()
 
 
-def test_multirun_jobs_are_grouped_by_sweep_and_tagged_by_their_overrides():
+def test_wandb_runs_are_named_by_their_overrides_and_grouped_by_study_and_sweep():
     from omegaconf import OmegaConf
 
-    from genlab.training.loggers import sweep_group_and_tags
+    from genlab.training.loggers import WandbIdentity, wandb_identity
 
-    job = OmegaConf.create({"mode": "RunMode.MULTIRUN", "runtime": {"output_dir": "/o/multirun/2026-01-01_10-00-00/3"},
-                            "overrides": {"task": ["model.dropout=0.5", "seed=2", "x=" + "y" * 100]}})
-    group, tags = sweep_group_and_tags(job)
-    assert group == "2026-01-01_10-00-00" and tags[0] == "model.dropout=0.5" and len(tags) == 2 and len(tags[1]) == 64
-    assert sweep_group_and_tags(None) == (None, [])
+    def job(mode: str, overrides: list[str], experiment: str | None = None):
+        return OmegaConf.create({"mode": mode, "runtime": {"output_dir": "/o/multirun/2026-01-01_10-00-00/3",
+                                                           "choices": {"experiment": experiment}},
+                                 "overrides": {"task": overrides}})
+
+    swept = wandb_identity(job("RunMode.MULTIRUN", ["regularization=dropout", "seed=2", "hydra.job.num=3", "x=" + "y" * 200],
+                               "regularization_ablation"), "train")
+    assert swept.name.startswith("regularization=dropout,seed=2,x=yyy") and len(swept.name) == 128
+    assert swept.group == "regularization_ablation/2026-01-01_10-00-00"
+    assert swept.tags[0] == "regularization=dropout" and len(swept.tags) == 2 and len(swept.tags[1]) == 64
+    assert wandb_identity(job("RunMode.MULTIRUN", ["seed=1"]), "my_task").group == "my_task/2026-01-01_10-00-00"
+    assert wandb_identity(job("RunMode.RUN", []), "train") == WandbIdentity("train")  # single runs: no group
+    assert wandb_identity(job("RunMode.RUN", ["model=resnet"]), "train").name == "model=resnet"
+    assert wandb_identity(None, "train") == WandbIdentity()
 
 
 def test_wandb_failing_at_init_falls_back_to_offline(make_cfg, monkeypatch, recwarn):

@@ -37,26 +37,28 @@ from genlab.training.loggers import (
     offline_sync_hints,
     remember_wandb_run,
     resumed_wandb_id,
-    sweep_group_and_tags,
+    wandb_identity,
+    wandb_loggers,
     wandb_should_run_offline,
 )
 from genlab.training.module import ImageClassifier
-from genlab.training.optim import scale_learning_rate
 from genlab.training.random_state import RandomStateInCheckpoint
 from genlab.training.regularization import apply_regularization
 
 PLAN_KEYS = ("train_fraction", "train_size", "imbalance", "label_noise", "balance")
 MIXING_KEYS = ("mixup_alpha", "cutmix_alpha", "mix_prob", "switch_prob")
 PREVIEW_FILE = "augmentations.png"
+DERIVED_METRICS = ("gap/", "final/gap/", "robust/")  # computed by the pipeline after testing, not logged by a test pass
 # Lightning 2.6 calls a torch pytree API that newer torch deprecates, once per run: nothing a user can act on.
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
                         module=r"lightning\.pytorch\.utilities\._pytree")
 
 
 def build_datamodule(data: DictConfig, seed: int, augmentation: DictConfig | None = None,
-                     plan: TrainingSetPlan | None = None) -> ImageDataModule:
+                     plan: TrainingSetPlan | None = None, val_size: int | float | None = None) -> ImageDataModule:
     """The data module of `data`: its reader's options, the training-set plan and the augmentation policy (if any),
-    run per image in loader workers or, with data.loader=gpu, batch-wise on the device."""
+    run per image in loader workers or, with data.loader=gpu, batch-wise on the device. `val_size` replaces
+    data.val_size where a checkpoint says how its splits were drawn."""
     options = options_in(data.name, data)
     on_device = data.get("loader", "cpu") == "gpu"
     transform = device_augment = None
@@ -72,18 +74,12 @@ def build_datamodule(data: DictConfig, seed: int, augmentation: DictConfig | Non
         else:
             transform = build_train_transform(policy, info, seed)
     return ImageDataModule(
-        name=data.name, data_dir=data.data_dir, batch_size=data.batch_size, val_size=data.val_size,
+        name=data.name, data_dir=data.data_dir, batch_size=data.batch_size,
+        val_size=data.val_size if val_size is None else val_size,
         num_workers=data.num_workers, pin_memory=data.pin_memory, download=data.download, seed=seed,
         train_transform=transform, options=options, on_device=on_device, device_augment=device_augment,
         plan=plan or TrainingSetPlan(**{key: data[key] for key in PLAN_KEYS if key in data}),
     )
-
-
-def global_batch_size(cfg: DictConfig) -> int:
-    """Images per optimizer step over all processes: data.batch_size is per device."""
-    devices = cfg.trainer.get("devices", 1)
-    per_node = devices if isinstance(devices, int) and devices > 0 else 1
-    return cfg.data.batch_size * per_node * cfg.trainer.get("num_nodes", 1) * cfg.trainer.get("accumulate_grad_batches", 1)
 
 
 def build_module(cfg: DictConfig, datamodule: ImageDataModule) -> ImageClassifier:
@@ -100,15 +96,25 @@ def build_module(cfg: DictConfig, datamodule: ImageDataModule) -> ImageClassifie
     augmentation = cfg.get("augmentation") or {}
     return ImageClassifier(
         model=model,
-        optimizer=scale_learning_rate(OmegaConf.to_container(cfg.optimizer, resolve=True), global_batch_size(cfg)),
+        # lr_scaling is applied by the module, when the trainer knows how many processes share the global batch.
+        optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
         scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True),
-        data={"name": info.name, "seed": cfg.seed, "options": datamodule.options, **asdict(datamodule.plan)},
+        data=training_data_spec(cfg, datamodule),
         loss=OmegaConf.to_container(cfg.loss, resolve=True),
         mixing={key: augmentation[key] for key in MIXING_KEYS if key in augmentation},
         class_weights=datamodule.class_weights(),
         tta=bool(augmentation.get("tta", False)),
         **run_options,
     )
+
+
+def training_data_spec(cfg: DictConfig, datamodule: ImageDataModule) -> dict[str, Any]:
+    """What defines the images the model was trained and validated on, kept in every checkpoint: the data set, the seed
+    and val_size that draw the splits, the training-set plan, the per-device batch size and the normalisation. eval.py
+    rebuilds exactly these splits from it, whatever its own data.val_size says."""
+    return {"name": datamodule.info.name, "seed": cfg.seed, "options": datamodule.options, "val_size": datamodule.val_size,
+            "batch_size": datamodule.batch_size, **asdict(datamodule.plan),
+            "normalization": {"mean": list(datamodule.mean), "std": list(datamodule.std)}}
 
 
 def model_record(module: ImageClassifier) -> dict[str, Any]:
@@ -149,15 +155,16 @@ def instantiate_enabled(section: DictConfig | None, **overrides: Any) -> list[An
     return objects
 
 
-def build_loggers(section: DictConfig | None, wandb_id: str | None = None) -> list[Any]:
-    """Instantiate the loggers; W&B goes offline without credentials, is grouped by sweep in a multirun, and
-    continues run `wandb_id` when a run is resumed."""
-    group, tags = sweep_group_and_tags(current_hydra_config())
+def build_loggers(section: DictConfig | None, task_name: str, wandb_id: str | None = None) -> list[Any]:
+    """Instantiate the loggers; W&B goes offline without credentials, is named by the run's overrides and grouped by
+    sweep in a multirun, and continues run `wandb_id` when a run is resumed."""
+    identity = wandb_identity(current_hydra_config(), task_name)
     wandb_settings = {}
     for key, spec in (section or {}).items():
         if spec and spec.get("_target_") == WANDB_LOGGER:
-            wandb_settings[key] = {"offline": wandb_should_run_offline(), "group": spec.get("group") or group,
-                                   "tags": [*(spec.get("tags") or []), *tags], "id": wandb_id}
+            wandb_settings[key] = {"offline": wandb_should_run_offline(), "name": spec.get("name") or identity.name,
+                                   "group": spec.get("group") or identity.group,
+                                   "tags": [*(spec.get("tags") or []), *identity.tags], "id": wandb_id}
     return instantiate_enabled(section, **wandb_settings)
 
 
@@ -176,31 +183,39 @@ def build_trainer(cfg: DictConfig, loggers: list[Any], callbacks: list[L.Callbac
     return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
 
 
-def test_metrics(trainer: L.Trainer, module: L.LightningModule, datamodule: ImageDataModule, ckpt_path: str | None) -> dict[str, float]:
-    """Test-set and train_eval metrics of the given checkpoint, plus the generalization gap."""
+def test_metrics(trainer: L.Trainer, module: ImageClassifier, datamodule: ImageDataModule, ckpt_path: str | None,
+                 prefix: str = "") -> dict[str, float]:
+    """Test-set and train_eval metrics of the given checkpoint (None: the module's weights as they are), plus the
+    generalization gap; every name starts with `prefix`, in the loggers as in the returned dict."""
+    module.test_prefix = prefix
     per_loader = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
     metrics = {k: float(v) for results in per_loader for k, v in results.items()}
-    metrics["gap/acc"] = metrics["train_eval/acc"] - metrics["test/acc"]
-    metrics["gap/loss"] = metrics["test/loss"] - metrics["train_eval/loss"]
+    metrics[f"{prefix}gap/acc"] = metrics[f"{prefix}train_eval/acc"] - metrics[f"{prefix}test/acc"]
+    metrics[f"{prefix}gap/loss"] = metrics[f"{prefix}test/loss"] - metrics[f"{prefix}train_eval/loss"]
     return metrics
 
 
 def analyse_generalization(module: ImageClassifier, datamodule: ImageDataModule, analysis: DictConfig, seed: int,
                            run_dir: Path, loggers: list[Any]) -> tuple[dict[str, float], dict[str, float]]:
-    """Robustness metrics, and per-class test accuracy from a confusion matrix saved as PNG (and logged as an image)."""
+    """Robustness metrics, and per-class test accuracy from a confusion matrix saved as PNG (and logged to W&B as an
+    image, a table and a plot). Predictions are made as the test metrics make them (test-time flips included)."""
     images, labels = datamodule.test_set.images, datamodule.test_set.labels
+    flip_average = module.hparams.tta
     metrics = {}
     if analysis.robustness:
-        metrics = robustness(module.net, images, labels, datamodule.normalize, list(analysis.corruptions),
-                             list(analysis.severities), seed)
+        metrics = robustness(module, images, labels, datamodule.normalize, list(analysis.corruptions),
+                             list(analysis.severities), seed, flip_average=flip_average)
     if not analysis.confusion_matrix:
         return metrics, {}
     info = datamodule.info
-    confusion = confusion_matrix(labels, predict(module.net, images, datamodule.normalize), info.num_classes)
+    predictions = predict(module, images, datamodule.normalize, flip_average=flip_average)
+    confusion = confusion_matrix(labels, predictions, info.num_classes)
     png = plot_confusion_matrix(confusion, list(info.class_names), run_dir / "confusion_matrix.png")
     log_image_file(loggers, "confusion_matrix", png)
-    per_class = dict(zip(info.class_names, map(float, per_class_accuracy(confusion))))
-    return metrics, per_class
+    accuracy = list(map(float, per_class_accuracy(confusion)))
+    for logger in wandb_loggers(loggers):
+        logger.log_class_results(list(info.class_names), accuracy, labels.tolist(), predictions.tolist())
+    return metrics, dict(zip(info.class_names, accuracy))
 
 
 CHECKPOINT_COPIES = 3  # best + last + the one being written
@@ -235,15 +250,22 @@ def fit_and_test(cfg: DictConfig, trainer: L.Trainer, module: ImageClassifier, d
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     val_acc_best = float(trainer.callback_metrics["val/acc_best"])
     best = (trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else "") or None
-    # The last epoch's weights are tested first; testing `best` then loads those weights into the module.
-    final = {f"final/{k}": v for k, v in test_metrics(trainer, module, datamodule, None).items()}
+    # The last epoch's weights are tested first, as final/*; testing `best` then loads those weights into the module.
+    final = test_metrics(trainer, module, datamodule, None, prefix="final/")
     metrics = {**test_metrics(trainer, module, datamodule, best), **final, "val/acc_best": val_acc_best}
     robust, per_class = analyse_generalization(module, datamodule, cfg.analysis, cfg.seed, run_dir, loggers)
     metrics.update(robust)
-    for logger in loggers:
-        logger.log_metrics({k: v for k, v in metrics.items() if k.startswith(("gap/", "robust/", "final/"))},
-                           step=trainer.global_step)
+    # test/* and final/test/* were logged by the test passes themselves.
+    log_derived_metrics(loggers, {k: v for k, v in metrics.items() if k.startswith(DERIVED_METRICS)}, trainer.global_step)
     return metrics, best, per_class
+
+
+def log_derived_metrics(loggers: list[Any], metrics: dict[str, float], step: int) -> None:
+    """Log what the pipeline computes after testing (gaps, robustness) to every logger, flushed to metrics.csv now:
+    Lightning saves a logger's buffer only at the end of its own loops."""
+    for logger in loggers:
+        logger.log_metrics(metrics, step=step)
+        logger.save()
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
@@ -273,12 +295,14 @@ def _run(cfg: DictConfig) -> dict[str, float]:
     resume_from = checkpoint_to_resume(cfg.get("ckpt_path"), cfg.get("resume", False), cfg.get("resume_dir"), run_dir)
     if resume_from is not None:
         check_checkpoint_fits(resume_from, module.hparams.model, datamodule.info.name)
-    loggers = build_loggers(cfg.get("logger"), resumed_wandb_id(run_dir) if resume_from else None)
+    loggers = build_loggers(cfg.get("logger"), cfg.task_name, resumed_wandb_id(run_dir) if resume_from else None)
     trainer = build_trainer(cfg, loggers, build_callbacks(cfg.get("callbacks"), bool(loggers)))
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     if trainer.is_global_zero:
         remember_wandb_run(loggers, run_dir)
+        for logger in wandb_loggers(loggers):
+            logger.summarise_best_epochs()
     record = {
         "schema_version": SCHEMA_VERSION,
         "task_name": cfg.task_name,
@@ -292,33 +316,46 @@ def _run(cfg: DictConfig) -> dict[str, float]:
         "packages": package_versions(),
     }
     try:
-        metrics, best, per_class = fit_and_test(cfg, trainer, module, datamodule, run_dir, loggers, resume_from)
+        metrics, best, per_class = fit_and_record(cfg, trainer, module, datamodule, run_dir, loggers, resume_from,
+                                                  record, t0)
         sync_hints = offline_sync_hints(loggers) if trainer.is_global_zero else []
-    except NonFiniteLoss as err:
-        last_good = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
-        record.update(status="failed", error=str(err), metrics={}, epochs=trainer.current_epoch,
-                      last_checkpoint=last_good or None, wall_time_s=time.perf_counter() - t0)
+    finally:
+        finish_wandb(loggers)
+    if trainer.is_global_zero:
+        print_summary("Run summary", metrics, record["model"], record["wall_time_s"], run_dir, sync_hints)
+    return metrics
+
+
+RUN_FILES_FOR_WANDB = ("results.json", "config.yaml")
+
+
+def fit_and_record(cfg: DictConfig, trainer: L.Trainer, module: ImageClassifier, datamodule: ImageDataModule,
+                   run_dir: Path, loggers: list[Any], resume_from: Path | None, record: dict[str, Any],
+                   t0: float) -> tuple[dict[str, float], str | None, dict[str, float]]:
+    """`fit_and_test`, then results.json whatever the outcome (completed, failed on a non-finite loss, interrupted),
+    kept with the W&B run too; a failed or interrupted run raises RunFailed after writing it."""
+    def write_results(**outcome: Any) -> None:
+        record.update(**outcome, epochs=trainer.current_epoch, wall_time_s=time.perf_counter() - t0)
         if trainer.is_global_zero:
             write_json_atomic(run_dir / "results.json", record)
+            for logger in wandb_loggers(loggers):
+                logger.save_files([run_dir / name for name in RUN_FILES_FOR_WANDB])
+
+    try:
+        metrics, best, per_class = fit_and_test(cfg, trainer, module, datamodule, run_dir, loggers, resume_from)
+    except NonFiniteLoss as err:
+        last_good = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
+        write_results(status="failed", error=str(err), metrics={}, last_checkpoint=last_good or None)
         raise RunFailed(f"{err}. Marked failed in {run_dir / 'results.json'}") from err
     except INTERRUPTIONS as err:
         if not trainer.interrupted:
             raise
         how = resume_command(run_dir)
-        record.update(status="interrupted", error=f"interrupted ({type(err).__name__}) at step {trainer.global_step}",
-                      metrics={}, epochs=trainer.current_epoch, resume_command=how, wall_time_s=time.perf_counter() - t0)
-        if trainer.is_global_zero:
-            write_json_atomic(run_dir / "results.json", record)
+        write_results(status="interrupted", error=f"interrupted ({type(err).__name__}) at step {trainer.global_step}",
+                      metrics={}, resume_command=how)
         raise RunFailed(f"interrupted at step {trainer.global_step}; checkpoint saved. Resume with: {how}") from None
-    finally:
-        finish_wandb(loggers)
-    if not trainer.is_global_zero:
-        return metrics
-    record.update(status="completed", metrics=metrics, per_class_acc=per_class, epochs=trainer.current_epoch,
-                  best_checkpoint=best, wall_time_s=time.perf_counter() - t0)
-    write_json_atomic(run_dir / "results.json", record)
-    print_summary("Run summary", metrics, record["model"], record["wall_time_s"], run_dir, sync_hints)
-    return metrics
+    write_results(status="completed", metrics=metrics, per_class_acc=per_class, best_checkpoint=best)
+    return metrics, best, per_class
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -340,12 +377,15 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if cfg.data.name != trained_on["name"]:
         raise ConfigError("data", cfg.data.name, f"data={trained_on['name']}, the data set this checkpoint was trained on")
     seed = cfg.seed if cfg.get("seed") is not None else trained_on["seed"]
-    # train_eval must come from the training set the model saw: its subset, long tail and noisy labels.
+    # train_eval must come from the training set the model saw: the val_size and seed that carved out its val split,
+    # its subset, long tail and noisy labels. Checkpoints from before val_size was kept fall back to data.val_size.
     plan = TrainingSetPlan(**{key: trained_on[key] for key in PLAN_KEYS if key in trained_on})
-    datamodule = build_datamodule(cfg.data, seed, plan=plan)
+    datamodule = build_datamodule(cfg.data, seed, plan=plan, val_size=trained_on.get("val_size"))
     if datamodule.info.num_classes != module.num_classes:
         raise ConfigError("data", dict(datamodule.options), f"the options the checkpoint was trained with "
                           f"({trained_on.get('options')}): it predicts {module.num_classes} classes, not {datamodule.info.num_classes}")
+    if "normalization" in trained_on:  # the inputs as the model saw them in training, not as a new split's stats say
+        datamodule.use_normalization(trained_on["normalization"]["mean"], trained_on["normalization"]["std"])
     trainer = build_trainer(cfg, [], build_callbacks(cfg.get("callbacks"), have_loggers=False))
     metrics = test_metrics(trainer, module, datamodule, ckpt_path=None)
     run_dir = Path(cfg.paths.output_dir)

@@ -188,6 +188,7 @@ class ImageDataModule(L.LightningDataModule):
         self._splits: Splits | None = None
         self._resume_position: tuple[int, int] | None = None
         self.train_set = self.val_set = self.train_eval_set = self.test_set = None
+        self._fixed_normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None
         if self.info.mean is not None:
             self._set_normalization(self.info.mean, self.info.std)
 
@@ -214,7 +215,8 @@ class ImageDataModule(L.LightningDataModule):
         self.val_set = ArrayDataset(x[val_idx], y[val_idx])
         self.train_eval_set = ArrayDataset(train_images[eval_pos], train_labels[eval_pos])
         self.test_set = ArrayDataset(splits.test_images, splits.test_labels)
-        if self.info.mean is None:  # an image folder or synthetic data: normalise with the training images' own stats
+        if self.info.mean is None and self._fixed_normalization is None:
+            # an image folder or synthetic data: normalise with the training images' own stats
             self._set_normalization(*channel_stats(train_images))
         self._splits = None  # the split copies above are all that is needed from here on
 
@@ -310,6 +312,11 @@ class ImageDataModule(L.LightningDataModule):
 
     def _load(self, download: bool) -> Splits:
         return load_dataset(self.info.name, self.data_dir, download, **self.options)
+
+    def use_normalization(self, mean: list[float], std: list[float]) -> None:
+        """Normalise with these channel stats (a checkpoint's), not the ones the data set or its training split give."""
+        self._fixed_normalization = (tuple(mean), tuple(std))
+        self._set_normalization(*self._fixed_normalization)
 
     def _set_normalization(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         mean_t = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)

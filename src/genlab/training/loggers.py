@@ -1,12 +1,13 @@
 """W&B specifics: offline without credentials, never fatal to training, grouped per sweep, synced later."""
 from __future__ import annotations
 
+import csv
 import netrc
 import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import csv
 
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
@@ -14,6 +15,7 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_warn
 
 WANDB_LOGGER = "genlab.training.loggers.ResilientWandbLogger"
+RUN_FILES_FOLDER = "genlab"  # in the W&B run's files: results.json and config.yaml of the run dir
 WANDB_RUN_ID_FILE = "wandb_run_id"  # in the run dir, so a resumed run continues the same W&B run
 
 
@@ -104,6 +106,42 @@ class ResilientWandbLogger(WandbLogger):
     def log_image(self, *args: Any, **kwargs: Any) -> None:
         self._guarded(super().log_image, *args, **kwargs)
 
+    def summarise_best_epochs(self) -> None:
+        """val/acc's summary is its max and val/loss's its min (W&B's default is the last value logged)."""
+        def define() -> None:
+            for key, summary in WANDB_SUMMARIES.items():
+                # step_metric as Lightning's own glob definition sets it, which an explicit definition replaces
+                self.experiment.define_metric(key, summary=summary, step_metric="trainer/global_step")
+
+        self._guarded(define)
+
+    def log_class_results(self, class_names: list[str], accuracy: list[float], labels: list[int],
+                          predictions: list[int]) -> None:
+        """Per-class accuracy as a W&B table and the confusion matrix as a W&B plot, from the test predictions."""
+        def log() -> None:
+            import wandb
+
+            self.log_table("per_class_acc", columns=["class", "accuracy"], data=[list(row) for row in zip(class_names, accuracy)])
+            plot = wandb.plot.confusion_matrix(y_true=labels, preds=predictions, class_names=class_names)
+            self.experiment.log({"confusion_matrix_plot": plot})
+
+        self._guarded(log)
+
+    def save_files(self, paths: list[Path]) -> None:
+        """Keep copies of run files (results.json, config.yaml) with the W&B run, as `genlab/<name>`.
+
+        Copied into the run's files dir, which W&B uploads (or `wandb sync` does, offline), under a folder of their
+        own: W&B keeps its own config.yaml there, which a file of the same name would replace.
+        """
+        def save() -> None:
+            folder = Path(self.experiment.dir) / RUN_FILES_FOLDER
+            folder.mkdir(exist_ok=True)
+            for path in paths:
+                if path.is_file():
+                    shutil.copyfile(path, folder / path.name)
+
+        self._guarded(save)
+
 
 def wandb_credentials_available() -> bool:
     """True when W&B could log online: WANDB_API_KEY is set or `wandb login` stored a key in ~/.netrc."""
@@ -120,18 +158,36 @@ def wandb_should_run_offline() -> bool:
 
 
 WANDB_TAG_MAX = 64  # W&B rejects longer tags
+WANDB_NAME_MAX = 128  # longer display names are cut by the dashboard anyway
+# Summaries a person reads in the runs table: the best epoch, not the last one W&B shows by default.
+WANDB_SUMMARIES = {"val/acc": "max", "val/acc_best": "max", "val/loss": "min"}
 
 
-def sweep_group_and_tags(hydra_cfg) -> tuple[str | None, list[str]]:
-    """For a job of a Hydra multirun: the sweep dir's name as W&B group, and the job's overrides (seed aside) as tags.
+@dataclass(frozen=True)
+class WandbIdentity:
+    """How a run appears on the dashboard: its display name, its group and its tags."""
+
+    name: str | None = None
+    group: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+def wandb_identity(hydra_cfg, task_name: str) -> WandbIdentity:
+    """Names a person can read: the run is named by its overrides (`regularization=dropout,seed=2`, or the task when
+    it has none); the jobs of a multirun are grouped as `<experiment or task>/<sweep dir>` and tagged with their
+    overrides, seed aside.
 
     The group comes from the job's own output dir (<sweep dir>/<job>), which is resolved per job under every launcher.
     """
-    if hydra_cfg is None or str(hydra_cfg.mode) != "RunMode.MULTIRUN":
-        return None, []
-    group = Path(hydra_cfg.runtime.output_dir).parent.name
-    tags = [o[:WANDB_TAG_MAX] for o in hydra_cfg.overrides.task if not o.startswith(("seed=", "hydra."))]
-    return group, tags
+    if hydra_cfg is None:
+        return WandbIdentity()
+    overrides = [o for o in hydra_cfg.overrides.task if not o.startswith("hydra.")]
+    name = (",".join(overrides) or task_name)[:WANDB_NAME_MAX]
+    if str(hydra_cfg.mode) != "RunMode.MULTIRUN":
+        return WandbIdentity(name)
+    study = hydra_cfg.runtime.choices.get("experiment") or task_name
+    group = f"{study}/{Path(hydra_cfg.runtime.output_dir).parent.name}"
+    return WandbIdentity(name, group, tuple(o[:WANDB_TAG_MAX] for o in overrides if not o.startswith("seed=")))
 
 
 def remember_wandb_run(loggers: list, run_dir: Path) -> None:
@@ -173,3 +229,7 @@ def log_image_file(loggers: list, key: str, path: Path) -> None:
     for logger in loggers:
         if isinstance(logger, WandbLogger):
             logger.log_image(key=key, images=[str(path)])
+
+
+def wandb_loggers(loggers: list) -> list[ResilientWandbLogger]:
+    return [logger for logger in loggers if isinstance(logger, ResilientWandbLogger)]

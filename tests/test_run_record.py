@@ -1,0 +1,141 @@
+"""Every number a run writes means what it says: last.ckpt, the two test passes' names, metrics.csv, the W&B record,
+eval.py's splits and a resume for more epochs; each checked against the files themselves."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from genlab.pipeline import evaluate, run
+
+from conftest import FAST, compose_config
+
+WANDB_BLOCK = 32768  # the .wandb file is a log of 32 KiB blocks of length-prefixed, possibly split, protobuf records
+
+
+def wandb_records(run_dir: Path) -> list:
+    """Every record of the run's offline .wandb file, read with W&B's own protobuf schema."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    (path,) = run_dir.glob("wandb/offline-run-*/*.wandb")
+    raw, pos, chunks, records = path.read_bytes(), 7, b"", []  # 7: the ':W&B' header, magic and version
+    while pos + 7 <= len(raw):
+        left = WANDB_BLOCK - pos % WANDB_BLOCK
+        _, length, kind = struct.unpack("<IHB", raw[pos:pos + 7]) if left >= 7 else (0, 0, 0)
+        if left < 7 or (length, kind) == (0, 0):  # block padding
+            pos += left
+            continue
+        chunks += raw[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # a full record, or the last piece of a split one
+            record = pb.Record()
+            record.ParseFromString(chunks)
+            records.append(record)
+            chunks = b""
+    return records
+
+
+def wandb_config(records: list) -> dict:
+    config = {}
+    for record in records:
+        kind = record.WhichOneof("record_type")
+        updates = record.run.config.update if kind == "run" else record.config.update if kind == "config" else []
+        for item in updates:
+            if item.key:
+                config[item.key] = json.loads(item.value_json)
+    config.pop("_wandb", None)
+    return config
+
+
+def history_keys(records: list) -> list[set[str]]:
+    return [{item.key or "/".join(item.nested_key) for item in r.history.item}
+            for r in records if r.WhichOneof("record_type") == "history"]
+
+
+def csv_values(run_dir: Path, key: str) -> list[float]:
+    return [float(row[key]) for row in csv.DictReader(open(run_dir / "metrics.csv")) if row.get(key)]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """Digits for 3 epochs with the best checkpoint chosen by the *highest* val loss, so the best is an early epoch
+    and last.ckpt must not follow it; val_size 0.3 where eval.py's default is 0.1; W&B offline beside the CSV."""
+    run_dir = tmp_path_factory.mktemp("record") / "run"
+    cfg = compose_config([*FAST, "logger=default", "trainer.max_epochs=3", "callbacks.model_checkpoint.mode=max",
+                          "data.val_size=0.3", "analysis.corruptions=[contrast]", "analysis.severities=[1]"], run_dir)
+    metrics = run(cfg)
+    return run_dir, metrics, json.loads((run_dir / "results.json").read_text())
+
+
+def test_last_ckpt_is_the_last_epoch_even_when_the_best_is_early(finished_run):
+    run_dir, _, record = finished_run
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    best = torch.load(record["best_checkpoint"], map_location="cpu", weights_only=False)
+    assert best["epoch"] < 2 and last["epoch"] == 2 == record["epochs"] - 1
+
+
+def test_both_test_passes_have_their_own_names_in_results_csv_and_wandb(finished_run):
+    run_dir, metrics, record = finished_run
+    for key in ("test/acc", "final/test/acc", "test/ece", "final/train_eval/acc", "gap/acc", "final/gap/acc",
+                "robust/acc_mean", "robust/contrast_s1"):
+        assert csv_values(run_dir, key) == pytest.approx([record["metrics"][key]]), key  # logged once, as recorded
+    assert metrics["gap/acc"] == pytest.approx(metrics["train_eval/acc"] - metrics["test/acc"])
+    assert metrics["final/gap/acc"] == pytest.approx(metrics["final/train_eval/acc"] - metrics["final/test/acc"])
+    logged = history_keys(wandb_records(run_dir))
+    assert sum("test/acc" in keys for keys in logged) == 1 and sum("final/test/acc" in keys for keys in logged) == 1
+
+
+def test_the_wandb_config_is_the_runs_whole_resolved_config(finished_run):
+    run_dir, _, _ = finished_run
+    records = wandb_records(run_dir)
+    saved = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"))
+    assert wandb_config(records) == json.loads(json.dumps(saved))  # as JSON: W&B stores tuples and lists alike
+    assert wandb_config(records)["data"]["val_size"] == 0.3 and "lr_scaling" in wandb_config(records)["optimizer"]
+
+
+def test_wandb_keeps_the_run_files_best_epoch_summaries_and_class_results(finished_run):
+    run_dir, _, record = finished_run
+    (files,) = run_dir.glob("wandb/offline-run-*/files")
+    assert json.loads((files / "genlab" / "results.json").read_text()) == record
+    assert (files / "genlab" / "config.yaml").read_text() == (run_dir / "config.yaml").read_text()
+    records = wandb_records(run_dir)
+    summaries = {r.metric.name: r.metric.summary for r in records if r.WhichOneof("record_type") == "metric"}
+    assert summaries["val/acc"].max and summaries["val/loss"].min
+    logged = set().union(*history_keys(records))
+    assert {"per_class_acc/_type", "confusion_matrix_plot_table/_type"} <= logged
+    (table,) = files.glob("media/table/per_class_acc_*.table.json")
+    assert {name: acc for name, acc in json.loads(table.read_text())["data"]} == pytest.approx(record["per_class_acc"])
+
+
+def test_eval_rebuilds_the_training_runs_splits_and_normalisation(finished_run, tmp_path):
+    run_dir, _, record = finished_run
+    cfg = compose_config([f"ckpt_path={record['best_checkpoint']}"], tmp_path / "eval", config_name="eval")
+    assert cfg.data.val_size == 0.1  # eval's own default; the checkpoint says 0.3
+    metrics = evaluate(cfg)
+    for key in ("test/acc", "test/loss", "train_eval/acc", "train_eval/loss", "gap/acc"):
+        assert metrics[key] == pytest.approx(record["metrics"][key], abs=1e-6), key
+    evaluated = json.loads((tmp_path / "eval" / "eval_results.json").read_text())
+    assert evaluated["data"]["val_size"] == record["data"]["val_size"] == 431  # 30 % of digits' 1437 training images
+
+
+def test_resuming_with_more_epochs_continues_on_a_schedule_for_the_new_length(tmp_path):
+    # LHT's "train 1 epoch, then ckpt_path=... trainer.max_epochs=2": the extra epoch trained at lr 0 before.
+    run_dir = tmp_path / "run"
+    common = [*FAST, "analysis.robustness=false", "analysis.confusion_matrix=false", "scheduler.warmup_epochs=0"]
+    run(compose_config([*common, "trainer.max_epochs=1"], run_dir))
+    with pytest.warns(UserWarning, match=r"trainer.max_epochs changed on resume: the learning-rate schedule is rebuilt"):
+        run(compose_config([*common, "trainer.max_epochs=2", "ckpt_path=last", f"resume_dir={run_dir}"], run_dir))
+    rows = [row for row in csv.DictReader(open(run_dir / "metrics.csv")) if row.get("lr-AdamW/pg1")]
+    steps = [int(row["step"]) for row in rows]
+    lrs = [float(row["lr-AdamW/pg1"]) for row in rows]
+    per_epoch = steps[1]  # logged at each epoch's first step
+    assert steps == [0, per_epoch]
+    # cosine from 3e-3 to 0 over 2 epochs, at the start of the second: half-way
+    assert lrs == pytest.approx([3e-3, 3e-3 * 0.5 * (1 + math.cos(math.pi * per_epoch / (2 * per_epoch)))])
+    assert len(csv_values(run_dir, "val/acc")) == 2
