@@ -283,3 +283,15 @@ def test_two_zero_variance_groups_are_compared_not_nan(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "nan" not in markdown.lower() and "same on every seed" in markdown
     assert "consistent across all 3 vs 3 seeds" in printed and "0.1" in printed
+
+
+def test_groups_that_gave_the_same_value_on_every_seed_tie_rather_than_lead(tmp_path, capsys):
+    # An early stopping that never triggers trains bit-identical runs: no group is 'best' and nothing is inconclusive.
+    root = tmp_path / "s"
+    for seed, value in ((1, 0.80), (2, 0.86)):
+        write_run(root, f"on{seed}", seed, {"test/acc": value}, callbacks__early_stopping__enabled=True)
+        write_run(root, f"off{seed}", seed, {"test/acc": value})
+    main([str(root)])
+    printed = capsys.readouterr().out
+    assert "No lead:" in printed and "tie at test/acc 0.8300" in printed and "each of the 2 seeds they share" in printed
+    assert "inconclusive" not in printed

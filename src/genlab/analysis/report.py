@@ -78,6 +78,7 @@ class Group:
     paired_n: int = 0
     pooled_std: float = math.nan
     seeds_needed: int | None = None  # per group, for 80 % power at the observed difference and pooled std
+    identical_seeds: int = 0  # shared seeds on which this group and the baseline gave the very same value (if all did)
     comparisons: int = 0  # the size of the Holm family p_value was adjusted in
     paired_comparisons: int = 0
     best: bool = False
@@ -175,13 +176,12 @@ def refuse_unrecorded_metric(runs: list[Run], metric: str) -> None:
 
 def pooling_warning(runs: list[Run], by: list[str]) -> str | None:
     """One line when a group made by --by holds runs that differ in more than their seed (different experiments)."""
-    buckets: dict[tuple, list[dict[str, Any]]] = {}
+    buckets: dict[tuple, list[Run]] = {}
     for run in runs:
-        buckets.setdefault(group_key(run, by), []).append(experiment_config(run))
+        buckets.setdefault(group_key(run, by), []).append(run)
     pooled: dict[str, list[str]] = {}
-    for values, configs in buckets.items():
-        keys = sorted({k for c in configs for k in c} - set(by))
-        differing = [k for k in keys if len({_show(c.get(k)) for c in configs}) > 1]
+    for values, members in buckets.items():
+        differing = varying_keys(members)  # the fewest keys that tell the pooled runs apart
         if differing:
             pooled[", ".join(f"{k}={_show(v)}" for k, v in values) or "all runs"] = differing
     if not pooled:
@@ -263,6 +263,9 @@ def rank_and_test(groups: list[Group], metric: str, baseline: dict[str, str] | N
         a, b = [r.metrics[metric] for r in group.runs], [r.metrics[metric] for r in base.runs]
         group.pooled_std = pooled_std(a, b)
         group.seeds_needed = seeds_for_power(group.delta, group.pooled_std, ALPHA, POWER)
+        mine, theirs = seed_values(group, metric), seed_values(base, metric)
+        shared = [s for s in mine if s in theirs]
+        group.identical_seeds = len(shared) if shared and all(mine[s] == theirs[s] for s in shared) else 0
     return scored
 
 
@@ -335,8 +338,6 @@ def assess(row: Group, other: Group, metric: str) -> str:
                 "run more seeds")
     holm_text = _holm_text(row.p_value, row.comparisons)
     if row.test == "permutation":
-        if row.delta == 0:
-            return f"nothing: each group gave the same value on every seed ({seeds}), and the two values are equal"
         exact = f"exact permutation p = {row.p_raw:.3g}{holm_text}"
         if row.p_value < ALPHA:
             return f"significant: the difference is the same on every seed ({seeds}; {exact})"
@@ -375,6 +376,11 @@ def verdict(groups: list[Group], metric: str, direction: str | None = None) -> s
     base = next((g for g in scored if g.baseline), best)
     row, other = (scored[1], best) if base is best else (best, base)  # row: the group tested against the baseline
     over = row.label if base is best else base.label
+    if row.delta == 0:
+        same = (f", and gave the very same value on each of the {_seeds(row.identical_seeds)} they share"
+                if row.identical_seeds else "")
+        return (f"No lead: {best.label} and {over} tie at {metric} {best.stats[metric].mean:.4f} "
+                f"({len(row.runs)} vs {len(other.runs)} seeds){same}.")
     return f"{head}; its lead of {abs(row.delta):.4f} over {over} is {assess(row, other, metric)}."
 
 
