@@ -8,7 +8,7 @@ from hydra.errors import ConfigCompositionException
 from genlab.config import validate
 from genlab.errors import ConfigError
 from genlab.pipeline import build_callbacks, build_datamodule, build_loggers, build_module, build_trainer
-from genlab.training.optim import build_optimizer, build_scheduler
+from genlab.training.optim import build_optimizer, build_scheduler, scale_learning_rate
 from genlab.training.regularization import apply_regularization
 
 from conftest import CONF_DIR, write_imagefolder
@@ -30,9 +30,9 @@ def test_every_option_composes_validates_and_instantiates(make_cfg, group, optio
     validate(cfg)
     datamodule = build_datamodule(cfg.data, cfg.seed, cfg.augmentation)
     module = build_module(cfg, datamodule)
-    loggers = build_loggers(cfg.get("logger"))
+    loggers = build_loggers(cfg.get("logger"), cfg.task_name)
     trainer = build_trainer(cfg, loggers, build_callbacks(cfg.get("callbacks"), bool(loggers)))
-    optimizer = build_optimizer(module.net, module.hparams.optimizer)
+    optimizer = build_optimizer(module.net, scale_learning_rate(module.hparams.optimizer, cfg.data.batch_size))
     build_scheduler(optimizer, module.hparams.scheduler, total_steps=100, max_epochs=cfg.trainer.max_epochs)
     assert datamodule.info.name == cfg.data.name and trainer.max_epochs == cfg.trainer.max_epochs
 
