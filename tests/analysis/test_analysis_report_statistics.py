@@ -56,7 +56,9 @@ def load(root: Path) -> list[Run]:
 
 def compared(root: Path, metric: str = "test/acc", by=("model.dropout",), baseline=None, direction=None):
     groups = group_runs(load(root), list(by), metric)
-    return rank_and_test(groups, metric, baseline) if direction is None else rank_and_test(groups, metric, baseline, direction)
+    if direction is None:  # the default: the direction that follows from the metric's name
+        return rank_and_test(groups, metric, baseline)
+    return rank_and_test(groups, metric, baseline, direction)
 
 
 # --- metric direction -----------------------------------------------------------------------------------------------
@@ -123,8 +125,9 @@ def test_settings_of_a_switched_off_early_stopping_do_not_split_groups(tmp_path)
     write_run(root, "a", 1, {"test/acc": 0.9}, callbacks__early_stopping__patience=3)
     write_run(root, "b", 2, {"test/acc": 0.9}, callbacks__early_stopping__patience=10)
     assert varying_keys(load(root)) == []
-    write_run(root, "c", 1, {"test/acc": 0.9}, callbacks__early_stopping__patience=3, callbacks__early_stopping__enabled=True)
-    write_run(root, "d", 2, {"test/acc": 0.9}, callbacks__early_stopping__patience=10, callbacks__early_stopping__enabled=True)
+    for name, seed, patience in (("c", 1, 3), ("d", 2, 10)):
+        write_run(root, name, seed, {"test/acc": 0.9}, callbacks__early_stopping__patience=patience,
+                  callbacks__early_stopping__enabled=True)
     assert varying_keys(load(root)) == ["callbacks.early_stopping.enabled", "callbacks.early_stopping.patience"]
 
 

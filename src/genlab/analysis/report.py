@@ -316,8 +316,8 @@ def table_note(groups: list[Group], explicit_baseline: bool) -> str:
     paired_plural = "s" if tested.paired_comparisons != 1 else ""
     note += ("Paired: the paired t-test over the seeds both groups share, Holm-adjusted over "
              f"{tested.paired_comparisons} paired comparison{paired_plural}. " if tested.paired_comparisons else "")
-    return note + (f"Seeds for {POWER * 100:.0f} % power: per group, for a two-sample t-test at alpha {ALPHA} to detect the "
-                   "observed difference, if the observed pooled std is the true one.")
+    return note + (f"Seeds for {POWER * 100:.0f} % power: per group, for a two-sample t-test at alpha {ALPHA} to "
+                   "detect the observed difference, if the observed pooled std is the true one.")
 
 
 def _seeds(n: int) -> str:
@@ -354,7 +354,8 @@ def assess(row: Group, other: Group, metric: str) -> str:
         return f"significant ({tests})"
     if row.seeds_needed is not None:
         power = (f"about {row.seeds_needed} seeds per group would detect a difference of {abs(row.delta):.4f} with "
-                 f"{POWER * 100:.0f} % power (two-sample t-test at alpha {ALPHA}, observed pooled std {row.pooled_std:.4f})")
+                 f"{POWER * 100:.0f} % power (two-sample t-test at alpha {ALPHA}, observed pooled std "
+                 f"{row.pooled_std:.4f})")
     else:
         power = "no practical number of seeds would detect a difference this small at this spread"
     also = ("; the paired test is below 0.05, which is evidence if the seed affects both groups alike (the same "

@@ -128,7 +128,8 @@ def t_test_power(n: int, effect_size: float, alpha: float = 0.05) -> float:
     return scipy_stats.nct.sf(critical, df, noncentrality) + scipy_stats.nct.cdf(-critical, df, noncentrality)
 
 
-def seeds_for_power(delta: float, std: float, alpha: float = 0.05, power: float = 0.8, most: int = 10_000) -> int | None:
+def seeds_for_power(delta: float, std: float, alpha: float = 0.05, power: float = 0.8,
+                    most: int = 10_000) -> int | None:
     """The fewest seeds per group with which a two-sample t-test at `alpha` detects a true difference `delta`
     with probability `power`, if the std over seeds is `std`; None when there is no finite answer below `most`."""
     if not (std > 0 and math.isfinite(delta) and delta != 0):
