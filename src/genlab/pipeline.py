@@ -114,7 +114,7 @@ def training_data_spec(cfg: DictConfig, datamodule: ImageDataModule) -> dict[str
     rebuilds exactly these splits from it, whatever its own data.val_size says."""
     return {"name": datamodule.info.name, "seed": cfg.seed, "options": datamodule.options, "val_size": datamodule.val_size,
             "batch_size": datamodule.batch_size, **asdict(datamodule.plan),
-            "normalization": {"mean": list(datamodule.mean), "std": list(datamodule.std)}}
+            "normalization": None if datamodule.mean is None else {"mean": list(datamodule.mean), "std": list(datamodule.std)}}
 
 
 def model_record(module: ImageClassifier) -> dict[str, Any]:
@@ -384,7 +384,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if datamodule.info.num_classes != module.num_classes:
         raise ConfigError("data", dict(datamodule.options), f"the options the checkpoint was trained with "
                           f"({trained_on.get('options')}): it predicts {module.num_classes} classes, not {datamodule.info.num_classes}")
-    if "normalization" in trained_on:  # the inputs as the model saw them in training, not as a new split's stats say
+    if trained_on.get("normalization"):  # the inputs as the model saw them in training, not as a new split's stats say
         datamodule.use_normalization(trained_on["normalization"]["mean"], trained_on["normalization"]["std"])
     trainer = build_trainer(cfg, [], build_callbacks(cfg.get("callbacks"), have_loggers=False))
     metrics = test_metrics(trainer, module, datamodule, ckpt_path=None)

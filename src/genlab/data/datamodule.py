@@ -189,6 +189,8 @@ class ImageDataModule(L.LightningDataModule):
         self._resume_position: tuple[int, int] | None = None
         self.train_set = self.val_set = self.train_eval_set = self.test_set = None
         self._fixed_normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+        self.mean: tuple[float, ...] | None = None  # None until setup() for data sets normalised by their own stats
+        self.std: tuple[float, ...] | None = None
         if self.info.mean is not None:
             self._set_normalization(self.info.mean, self.info.std)
 
