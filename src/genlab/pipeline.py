@@ -43,7 +43,6 @@ from genlab.training.loggers import (
 )
 from genlab.training.module import ImageClassifier
 from genlab.training.random_state import RandomStateInCheckpoint
-from genlab.training.regularization import apply_regularization
 
 PLAN_KEYS = ("train_fraction", "train_size", "imbalance", "label_noise", "balance")
 MIXING_KEYS = ("mixup_alpha", "cutmix_alpha", "mix_prob", "switch_prob")
@@ -256,15 +255,15 @@ def fit_and_test(cfg: DictConfig, trainer: L.Trainer, module: ImageClassifier, d
     robust, per_class = analyse_generalization(module, datamodule, cfg.analysis, cfg.seed, run_dir, loggers)
     metrics.update(robust)
     # test/* and final/test/* were logged by the test passes themselves.
-    log_derived_metrics(loggers, {k: v for k, v in metrics.items() if k.startswith(DERIVED_METRICS)}, trainer.global_step)
+    log_derived_metrics(trainer, {k: v for k, v in metrics.items() if k.startswith(DERIVED_METRICS)})
     return metrics, best, per_class
 
 
-def log_derived_metrics(loggers: list[Any], metrics: dict[str, float], step: int) -> None:
-    """Log what the pipeline computes after testing (gaps, robustness) to every logger, flushed to metrics.csv now:
-    Lightning saves a logger's buffer only at the end of its own loops."""
-    for logger in loggers:
-        logger.log_metrics(metrics, step=step)
+def log_derived_metrics(trainer: L.Trainer, metrics: dict[str, float]) -> None:
+    """Log what the pipeline computes after testing (gaps, robustness) to every logger at the step and epoch the test
+    passes were logged at, flushed to metrics.csv now: Lightning saves a logger's buffer only in its own loops."""
+    for logger in trainer.loggers:
+        logger.log_metrics({**metrics, "epoch": trainer.current_epoch}, step=trainer.global_step)
         logger.save()
 
 
@@ -279,7 +278,6 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
 
 def _run(cfg: DictConfig) -> dict[str, float]:
-    apply_regularization(cfg)
     validate(cfg)
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     run_dir = Path(cfg.paths.output_dir)
