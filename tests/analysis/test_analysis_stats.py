@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from genlab.analysis.stats import (holm, paired_t_test, permutation_p, seeds_for_power, sign_flip_p, summarize,
-                                   welch_t_test)
+                                   welch_interval, welch_t_test)
 
 A = [0.912, 0.925, 0.918, 0.931, 0.909]
 B = [0.897, 0.902, 0.915, 0.889]
@@ -17,6 +17,16 @@ def test_welch_matches_scipy():
     t, p = welch_t_test(A, B)
     expected = stats.ttest_ind(A, B, equal_var=False)
     assert t == pytest.approx(expected.statistic, rel=1e-12) and p == pytest.approx(expected.pvalue, rel=1e-10)
+
+
+def test_welch_interval_of_the_difference_matches_scipy():
+    expected = stats.ttest_ind(A, B, equal_var=False).confidence_interval(0.95)
+    assert welch_interval(A, B) == (pytest.approx(expected.low, rel=1e-12), pytest.approx(expected.high, rel=1e-12))
+    assert welch_interval(B, A) == (pytest.approx(-expected.high), pytest.approx(-expected.low))  # antisymmetric
+    # one seed, or no spread on either side: no standard error, so no interval (not a zero-width one)
+    assert all(math.isnan(x) for x in welch_interval([0.5], B) + welch_interval([0.5, 0.5], [0.4, 0.4]))
+    low, high = welch_interval([0.5, 0.5], [0.4, 0.42])  # one side's spread is enough
+    assert low < 0.09 < high
 
 
 def test_confidence_interval_matches_scipy():

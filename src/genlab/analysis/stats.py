@@ -60,6 +60,18 @@ def welch_t_test(a: list[float], b: list[float]) -> tuple[float, float]:
     return t, 2 * scipy_stats.t.sf(abs(t), df)
 
 
+def welch_interval(a: list[float], b: list[float], confidence: float = 0.95) -> tuple[float, float]:
+    """The Welch confidence interval of mean(a) - mean(b) (scipy's ttest_ind(equal_var=False).confidence_interval);
+    NaN when either side has fewer than 2 values or neither has any spread (no standard error to scale)."""
+    if len(a) < 2 or len(b) < 2 or (is_constant(a) and is_constant(b)):
+        return math.nan, math.nan
+    va, vb = _variance(a) / len(a), _variance(b) / len(b)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    diff = sum(a) / len(a) - sum(b) / len(b)
+    half = scipy_stats.t.ppf(0.5 + confidence / 2, df) * math.sqrt(va + vb)
+    return float(diff - half), float(diff + half)
+
+
 def paired_t_test(a: list[float], b: list[float]) -> tuple[float, float]:
     """The paired t-test of mean(a - b) != 0 over aligned pairs (scipy's ttest_rel): (t, two-sided p).
 
