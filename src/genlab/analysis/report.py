@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from genlab.analysis import figures
 from genlab.analysis.runs import Run, find_run_dirs, load_local_run, load_wandb_runs
 from genlab.analysis.stats import (UNBOUNDED, Summary, holm, is_constant, paired_t_test, permutation_p, pooled_std,
                                    seeds_for_power, sign_flip_p, summarize, welch_t_test)
@@ -86,11 +87,14 @@ class Group:
 
     @property
     def label(self) -> str:
-        return ", ".join(f"{k}={_show(v)}" for k, v in self.values) or "all runs"
+        return group_label(self.values)
 
 
-def _show(value: Any) -> str:
-    return "[" + ",".join(map(str, value)) + "]" if isinstance(value, tuple) else str(value)
+_show = figures.show_value  # one way to print a config value, in labels, tables and figures
+
+
+def group_label(values: tuple[tuple[str, Any], ...]) -> str:
+    return ", ".join(f"{k}={_show(v)}" for k, v in values) or "all runs"
 
 
 def experiment_config(run: Run) -> dict[str, Any]:
@@ -391,109 +395,130 @@ def to_markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def pyplot():
-    """matplotlib's pyplot on the file-only Agg backend: reports are written on machines without a display."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    pyplot().close(fig)
-    return path
-
-
-def plot_learning_curves(groups: list[Group], path: Path) -> Path | None:
-    """train_eval vs val accuracy per epoch for each group: mean over seeds with a ±1 std band."""
-    plt = pyplot()
-    import numpy as np
-
-    fig, ax = plt.subplots(figsize=(8, 5))
-    drawn = False
-    for i, g in enumerate(groups):
-        color = f"C{i % 10}"
-        for key, style in (("val/acc", "-"), ("train_eval/acc", "--")):
-            series = [[row[key] for row in r.curves if key in row] for r in g.runs]
-            series = [s for s in series if s]
-            if not series:
-                continue
-            length = min(map(len, series))
-            values = np.array([s[:length] for s in series])
-            epochs = np.arange(length)
-            mean, std = values.mean(0), values.std(0)
-            ax.plot(epochs, mean, style, color=color, label=f"{g.label} ({key.split('/')[0]})")
-            ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.15)
-            drawn = True
-    if not drawn:
-        plt.close(fig)
-        return None
-    ax.set(xlabel="epoch", ylabel="accuracy", title="Learning curves: val (solid) vs train in eval mode (dashed)")
-    ax.legend(fontsize=7)
-    return save_figure(fig, path)
+FIGURES = {  # file stem -> (heading, what the reader sees)
+    "metric": ("The ranking metric", "Values: each seed as a dot, beside its group's mean and 95 % t-interval (a "
+               "hollow mean is a single seed: no interval). Differences: each group's difference from the baseline "
+               "with Welch's 95 % interval of the difference; dots are the differences on the seeds both share. The "
+               "y axes span the values, not 0 to 1, so small differences show."),
+    "gap": ("Generalization gap", "train_eval accuracy − test accuracy per group: seeds as dots, mean and 95 % "
+            "interval; 0 is no gap."),
+    "learning_curves": ("Learning curves", "Accuracy and loss per epoch (1 = after the first epoch), validation solid "
+                        "and train in eval mode dashed: each group's mean over seeds with a ±1 std band, over the "
+                        "epochs every seed reached."),
+    "trend": ("Trend", "The ranking metric against the numeric grouping key; a scale (batch size, train fraction, "
+              "or values spanning 10x) is on a log axis with ticks at the values run."),
+    "per_class": ("Per-class accuracy", "Test accuracy per class: seeds as dots, mean and 95 % interval, groups side "
+                  "by side."),
+    "robustness": ("Robustness to corruptions", "Test accuracy under each corruption by severity; 'clean' is test/acc. "
+                   "Seeds as dots, mean and 95 % interval."),
+}
 
 
-def plot_bars(groups: list[Group], metric: str, title: str, path: Path) -> Path | None:
-    """One bar per group: mean with its 95 % confidence interval."""
-    plt = pyplot()
-
-    shown = [g for g in groups if metric in g.stats]
-    if not shown:
-        return None
-    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(shown)), 4.5))
-    means = [g.stats[metric].mean for g in shown]
-    # A single seed has no interval: its NaN bounds draw no error bar (a zero-length one would read as certainty).
-    errors = [[m - g.stats[metric].ci_low for m, g in zip(means, shown)], [g.stats[metric].ci_high - m for m, g in zip(means, shown)]]
-    ax.bar(range(len(shown)), means, yerr=errors, capsize=4, color=["C1" if g.best else "C0" for g in shown])
-    ax.set_xticks(range(len(shown)), [g.label for g in shown], rotation=30, ha="right", fontsize=7)
-    ax.set(ylabel=metric, title=title)
-    return save_figure(fig, path)
-
-
-def plot_trend(groups: list[Group], key: str, metric: str, path: Path) -> Path | None:
-    """The metric against one numeric key (train fraction, noise, depth…), one line per value of the other keys."""
-    plt = pyplot()
-
-    lines: dict[str, list[tuple[float, Summary]]] = {}
-    for g in groups:
-        values = dict(g.values)
-        if metric not in g.stats or not isinstance(values.get(key), (int, float)) or isinstance(values.get(key), bool):
-            return None
-        rest = ", ".join(f"{k}={_show(v)}" for k, v in g.values if k != key) or metric
-        lines.setdefault(rest, []).append((float(values[key]), g.stats[metric]))
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, points in lines.items():
-        points.sort(key=lambda p: p[0])
-        xs = [p[0] for p in points]
-        ax.errorbar(xs, [p[1].mean for p in points], yerr=[[p[1].mean - p[1].ci_low for p in points],
-                    [p[1].ci_high - p[1].mean for p in points]], marker="o", capsize=3, label=name)
-    ax.set(xlabel=key, ylabel=metric, title=f"{metric} vs {key} (95 % CI)")
-    ax.legend(fontsize=7)
-    return save_figure(fig, path)
+def write_figures(groups: list[Group], by: list[str], metric: str, direction: str, colors: dict[str, str],
+                  out: Path) -> list[Path]:
+    """Every figure the runs have data for, as PNGs in `out`, in the order the report shows them."""
+    trend = next((f for key in by if (f := figures.figure_trend(groups, key, metric, colors, direction,
+                                                                 metric_bounds(metric))) is not None), None)
+    made = {
+        "metric": figures.figure_summary(groups, metric, colors, direction, metric_bounds(metric)),
+        "trend": trend,
+        "gap": (figures.figure_summary(groups, "gap/acc", colors, "min", metric_bounds("gap/acc"),
+                                       with_differences=False) if metric != "gap/acc" else None),
+        "learning_curves": figures.figure_learning_curves(groups, colors),
+        "per_class": figures.figure_per_class(groups, colors),
+        "robustness": figures.figure_robustness(groups, colors),
+    }
+    return [figures.save(fig, out / f"{name}.png") for name, fig in made.items() if fig is not None]
 
 
-def first_trend(groups: list[Group], keys: list[str], metric: str, path: Path) -> Path | None:
-    """The trend plot against the first numeric grouping key (train fraction, noise, depth…), if there is one."""
-    return next((p for key in keys if (p := plot_trend(groups, key, metric, path)) is not None), None)
+RunRow = tuple[str, list[str], str | None]  # group label, cells, W&B URL (None when not known)
+
+
+def run_rows(runs: list[Run], groups: list[Group], by: list[str], metric: str,
+             out: Path) -> tuple[list[str], list[RunRow]]:
+    """The list of runs, failed ones included: (group label, cells, W&B URL or None), groups in the table's order,
+    then by seed. A W&B cell says what the run dir knows: the URL, the command that uploads an offline run, or why
+    there is no URL."""
+    header = ["group", "run", "seed", "status", metric, "commit", "W&B"]
+    order = {g.label: i for i, g in enumerate(groups)}
+    rows = []
+    for run in sorted(runs, key=lambda r: (order.get(group_label(group_key(r, by)), len(order)), str(r.seed),
+                                           r.source)):
+        source = Path(run.source)
+        shown = run.source if run.source.startswith("wandb:") else (
+            str(source.relative_to(out)) if source.is_relative_to(out) and source != out else str(source))
+        commit = "—" if not run.commit else run.commit[:12] + (" + uncommitted changes" if run.dirty else "")
+        value = f"{run.metrics[metric]:.4f}" if metric in run.metrics else "—"
+        ref, url = run.wandb, None
+        if ref is None:
+            wandb_cell = "—"
+        elif ref.url:
+            wandb_cell, url = ref.run_id, ref.url
+        elif ref.sync_dir:
+            wandb_cell = f"{ref.run_id}: offline, not uploaded; wandb sync {ref.sync_dir}"
+        else:
+            wandb_cell = f"{ref.run_id}" + (f" in project {ref.project}" if ref.project else "") + f": {ref.note}"
+        rows.append((group_label(group_key(run, by)), [shown, str(run.seed), run.status, value, commit, wandb_cell],
+                     url))
+    return header, rows
+
+
+def runs_markdown(header: list[str], rows: list[RunRow]) -> str:
+    cells = [[label, *c[:-1], f"[{c[-1]}]({url})" if url else c[-1]] for label, c, url in rows]
+    return to_markdown(header, cells)
+
+
+def path_html(text: str) -> str:
+    """A path that may break after its slashes, and only there (a date in a run dir's name stays whole)."""
+    return "/<wbr>".join(f'<span class="seg">{html.escape(part)}</span>' for part in text.split("/"))
+
+
+def swatch(color: str) -> str:
+    return f'<span class="swatch" style="background:{color}"></span>'
 
 
 def to_html(title: str, sentence: str, header: list[str], rows: list[list[str]], images: list[Path],
-            notes: list[str] = ()) -> str:
-    """A self-contained page: the table and the plots embedded as data URIs."""
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
-    figures = "".join(
-        f'<figure><img alt="{html.escape(p.stem)}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}"></figure>'
-        for p in images)
-    style = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}th{background:#f3f3f3}img{max-width:100%}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style>"
-            f"</head><body><h1>{html.escape(title)}</h1><p>{html.escape(sentence)}</p><table><tr>{head}</tr>{body}</table>"
-            + "".join(f"<p>{html.escape(n)}</p>" for n in notes) + f"{figures}</body></html>")
+            notes: list[str] = (), colors: dict[str, str] | None = None,
+            runs: tuple[list[str], list[RunRow]] | None = None) -> str:
+    """A self-contained page: the table (each group with its colour in the figures), notes, the figures embedded as
+    data URIs, each with what it shows, and the list of runs."""
+    colors = colors or {}
+    esc = html.escape
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+
+    def cell(j: int, text: str) -> str:
+        if j == 1:  # the group, with its colour in every figure
+            return f'<td class="group">{swatch(colors[text]) if text in colors else ""}{esc(text)}</td>'
+        value, bracket, interval = text.partition(" [")  # the interval on a line of its own, never split in a number
+        return f"<td>{esc(value)}" + (f"<br>[{esc(interval)}" if bracket else "") + "</td>"
+
+    body = "".join("<tr>" + "".join(cell(j, c) for j, c in enumerate(row)) + "</tr>" for row in rows)
+    figures_html = "".join(
+        f'<section><h2>{esc(FIGURES.get(p.stem, (p.stem, ""))[0])}</h2><p class="caption">'
+        f'{esc(FIGURES.get(p.stem, ("", ""))[1])}</p><img alt="{esc(p.stem)}" '
+        f'src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}"></section>' for p in images)
+    runs_html = ""
+    if runs:
+        runs_header, run_list = runs
+        cells = "".join(
+            f'<tr><td class="group">{swatch(colors[label]) if label in colors else ""}{esc(label)}</td>'
+            + f'<td class="path">{path_html(row[0])}</td>' + "".join(f"<td>{esc(c)}</td>" for c in row[1:-1])
+            + (f'<td class="path"><a href="{esc(url)}">{esc(row[-1])}</a></td>' if url
+               else f'<td class="path">{path_html(row[-1])}</td>') + "</tr>"
+            for label, row, url in run_list)
+        runs_html = (f"<section><h2>Runs</h2><div class='scroll'><table><tr>"
+                     f"{''.join(f'<th>{esc(h)}</th>' for h in runs_header)}</tr>{cells}</table></div></section>")
+    style = ("body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1320px;padding:0 1em;color:#222}"
+             ".scroll{overflow-x:auto}table{border-collapse:collapse;margin:1em 0}"
+             "td,th{border:1px solid #ccc;padding:3px 6px;font-size:12px;"
+             "text-align:left;vertical-align:top}th{background:#f3f3f3}img{max-width:100%;height:auto}"
+             ".swatch{display:inline-block;width:.8em;height:.8em;border-radius:50%;margin-right:.4em;"
+             "vertical-align:-.05em}.caption{color:#555;font-size:14px;max-width:80em}h2{margin-top:1.6em}"
+             "td{white-space:nowrap}td.path{white-space:normal}.seg{white-space:nowrap}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>{style}</style>"
+            f"</head><body><h1>{esc(title)}</h1><p>{esc(sentence)}</p>"
+            f"<div class='scroll'><table><tr>{head}</tr>{body}</table></div>"
+            + "".join(f"<p>{esc(n)}</p>" for n in notes) + f"{figures_html}{runs_html}</body></html>")
 
 
 def print_table(header: list[str], rows: list[list[str]], sentence: str, note: str = "") -> None:
@@ -583,18 +608,17 @@ def main(argv: list[str] | None = None) -> Path:
     note = table_note(groups, baseline is not None)
     out = Path(args.out or default_out_dir(runs))
     out.mkdir(parents=True, exist_ok=True)
-    images = [p for p in (
-        plot_learning_curves(groups, out / "learning_curves.png"),
-        plot_bars(groups, "gap/acc", "Generalization gap (train_eval acc − test acc) per group, 95 % CI", out / "gap.png"),
-        plot_bars(groups, args.metric, f"{args.metric} per group, 95 % CI", out / "metric.png"),
-        first_trend(groups, by, args.metric, out / "trend.png"),
-    ) if p is not None]
+    colors = figures.group_colors(groups)
+    images = write_figures(groups, by, args.metric, direction, colors, out)
+    runs_table = run_rows(runs, groups, by, args.metric, out.resolve())
     title = f"genlab comparison: {len(runs)} runs, grouped by {', '.join(by) or 'nothing (one group)'}"
     notes = [note, *warnings]
     markdown = (f"# {title}\n\n{sentence}\n\n{to_markdown(header, rows)}\n\n" + "".join(f"{n}\n\n" for n in notes)
-                + "\n".join(f"![{p.stem}]({p.name})" for p in images) + "\n")
+                + "".join(f"## {FIGURES[p.stem][0]}\n\n{FIGURES[p.stem][1]}\n\n![{p.stem}]({p.name})\n\n"
+                          for p in images)
+                + f"## Runs\n\n{runs_markdown(*runs_table)}\n")
     (out / "report.md").write_text(markdown)
-    (out / "report.html").write_text(to_html(title, sentence, header, rows, images, notes))
+    (out / "report.html").write_text(to_html(title, sentence, header, rows, images, notes, colors, runs_table))
     print_table(*table_rows(groups, args.metric, with_ci=False), sentence, note)
     print(f"report: {(out / 'report.md').resolve()} and report.html", flush=True)
     if args.log_wandb:
