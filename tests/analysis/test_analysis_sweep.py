@@ -31,7 +31,8 @@ def test_ablation_smoke_multirun_and_its_report(tmp_path):
     report = (out / "report.md").read_text()
     by_strategy = {"none": [records[0], records[1]], "dropout": [records[2], records[3]]}  # jobs in sweep order
     for strategy, group in by_strategy.items():
-        (row,) = [line for line in report.splitlines() if f"regularization.name={strategy} |" in line]
+        # the summary table's row; the runs list below it repeats the group once per run
+        row = next(line for line in report.splitlines() if f"regularization.name={strategy} |" in line)
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert cells[2] == "2" and cells[3] == "0"  # n seeds, failed
         expected = mean(r["metrics"]["test/acc"] for r in group)
