@@ -8,7 +8,7 @@ from omegaconf import DictConfig
 
 from genlab.data.augment import MAX_MAGNITUDE, PRESETS
 from genlab.data.catalog import available_datasets, dataset_info, dataset_options, options_in
-from genlab.data.strategies import BALANCE_MODES
+from genlab.data.strategies import BALANCE_MODES, LABEL_NOISE_KINDS
 from genlab.errors import ConfigError
 from genlab.models import model_knobs
 from genlab.training.losses import LOSSES
@@ -36,7 +36,7 @@ def require(key: str, value: object, ok: bool, expected: str) -> None:
 LOADERS = ("cpu", "gpu")
 # Keys every data config has; any other key must be an option of its data set's reader.
 DATA_KEYS = ("name", "data_dir", "download", "batch_size", "val_size", "loader", "num_workers", "pin_memory",
-             "train_fraction", "train_size", "imbalance", "balance", "label_noise")
+             "train_fraction", "train_size", "imbalance", "balance", "label_noise", "label_noise_kind")
 # Data-set options (reader keyword arguments), checked by name: (is it valid?, what is expected).
 DATA_OPTIONS = {
     "labels": (lambda v: v in ("fine", "coarse"), "fine or coarse"),
@@ -74,6 +74,8 @@ def validate_data(data: DictConfig) -> None:
     require("data.balance", b, b in BALANCE_MODES, f"one of {list(BALANCE_MODES)}")
     noise = data.get("label_noise", 0.0)
     require("data.label_noise", noise, _is_number(noise) and 0 <= noise <= 1, "a fraction in [0, 1]")
+    kind = data.get("label_noise_kind", "uniform")
+    require("data.label_noise_kind", kind, kind in LABEL_NOISE_KINDS, f"one of {list(LABEL_NOISE_KINDS)}")
     options = dataset_options(data.name)
     for key in data:
         require(f"data.{key}", data[key], key in DATA_KEYS or key in options,

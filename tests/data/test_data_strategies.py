@@ -45,19 +45,58 @@ def test_long_tail_too_steep_for_the_data_is_a_config_error():
 
 
 @pytest.mark.parametrize("rate", [0.0, 0.2, 0.37, 1.0])
-def test_label_noise_changes_exactly_that_fraction_to_another_class(rate):
-    noisy, changed = corrupt_labels(LABELS, rate, 10, seed=3)
+def test_other_class_label_noise_changes_exactly_that_fraction_to_another_class(rate):
+    noisy, changed = corrupt_labels(LABELS, rate, 10, seed=3, kind="other_class")
     assert len(changed) == round(rate * len(LABELS))
     assert np.count_nonzero(noisy != LABELS) == len(changed)  # every chosen label really changed ...
     assert np.all(noisy[changed] != LABELS[changed]) and noisy.min() >= 0 and noisy.max() <= 9  # ... to another class
-    np.testing.assert_array_equal(noisy, corrupt_labels(LABELS, rate, 10, seed=3)[0])
+    np.testing.assert_array_equal(noisy, corrupt_labels(LABELS, rate, 10, seed=3, kind="other_class")[0])
+    # the same draws as before the uniform kind existed, so runs recorded then are reproduced
+    rng = np.random.default_rng([3, 3])
+    chosen = np.sort(rng.choice(len(LABELS), size=len(changed), replace=False))
+    expected = LABELS.copy()
+    expected[chosen] = (LABELS[chosen] + rng.integers(1, 10, size=len(chosen))) % 10
+    np.testing.assert_array_equal(noisy, expected)
 
 
-def test_label_noise_draws_the_other_classes_uniformly():
+def test_other_class_label_noise_draws_the_other_classes_uniformly():
     labels = np.zeros(20000, dtype=np.int64)
-    noisy, _ = corrupt_labels(labels, 1.0, 5, seed=0)
+    noisy, _ = corrupt_labels(labels, 1.0, 5, seed=0, kind="other_class")
     counts = np.bincount(noisy, minlength=5)
     assert counts[0] == 0 and np.all(np.abs(counts[1:] - 5000) < 300)
+
+
+def test_uniform_label_noise_redraws_from_every_class_as_zhang_et_al():
+    """Random labels: a redrawn label is independent of the image, so it is the true class 1 time in C."""
+    labels = np.repeat(np.arange(5), 4000)
+    noisy, redrawn = corrupt_labels(labels, 1.0, 5, seed=0, kind="uniform")
+    assert len(redrawn) == len(labels)
+    for c in range(5):  # each class's images get every label about equally often, their own included
+        counts = np.bincount(noisy[labels == c], minlength=5)
+        assert np.all(np.abs(counts - 800) < 4 * np.sqrt(800 * 0.8))  # binomial(4000, 1/5): 4 standard deviations
+    half, chosen = corrupt_labels(labels, 0.5, 5, seed=0, kind="uniform")
+    untouched = np.setdiff1d(np.arange(len(labels)), chosen)
+    assert len(chosen) == 10000 and np.array_equal(half[untouched], labels[untouched])
+    assert abs(np.mean(half[chosen] == labels[chosen]) - 0.2) < 4 * np.sqrt(0.2 * 0.8 / 10000)
+
+
+def test_an_unknown_noise_kind_is_refused():
+    with pytest.raises(ConfigError, match=r"data.label_noise_kind: got 'flip', expected one of \['uniform', 'other_class'\]"):
+        corrupt_labels(LABELS, 0.5, 10, seed=0, kind="flip")
+
+
+def test_the_plan_records_the_noise_kind_and_how_many_labels_are_wrong():
+    kept, labels, record = TrainingSetPlan(label_noise=0.5).apply(LABELS, 10, seed=0)
+    assert record["label_noise_kind"] == "uniform" and record["noisy_labels"] == round(0.5 * len(kept))
+    assert record["wrong_labels"] == np.count_nonzero(labels != LABELS[kept]) < record["noisy_labels"]
+    _, labels, record = TrainingSetPlan(label_noise=0.5, label_noise_kind="other_class").apply(LABELS, 10, seed=0)
+    assert record["label_noise_kind"] == "other_class" and record["wrong_labels"] == record["noisy_labels"]
+
+
+def test_a_plan_saved_before_the_noise_kind_existed_comes_back_as_other_class():
+    old = {"train_fraction": 1.0, "train_size": None, "imbalance": 1.0, "label_noise": 0.2, "balance": "none", "seed": 1}
+    assert TrainingSetPlan.from_saved(old) == TrainingSetPlan(label_noise=0.2, label_noise_kind="other_class")
+    assert TrainingSetPlan.from_saved({**old, "label_noise_kind": "uniform"}).label_noise_kind == "uniform"
 
 
 def test_balanced_class_weights_undo_the_imbalance():
@@ -67,7 +106,8 @@ def test_balanced_class_weights_undo_the_imbalance():
 
 
 def test_plan_applies_subset_then_tail_then_noise_and_records_it():
-    kept, labels, record = TrainingSetPlan(train_fraction=0.5, imbalance=4.0, label_noise=0.25).apply(LABELS, 10, seed=0)
+    kept, labels, record = TrainingSetPlan(train_fraction=0.5, imbalance=4.0, label_noise=0.25,
+                                           label_noise_kind="other_class").apply(LABELS, 10, seed=0)
     clean = np.bincount(LABELS[kept], minlength=10)
     assert clean[0] == 50 and clean[-1] == 13  # the tail of the stratified half: 50 / 4, rounded half up
     assert record["train_images"] == len(kept) == len(labels) and record["class_counts"] == clean.tolist()

@@ -13,6 +13,11 @@ import numpy as np
 from genlab.errors import ConfigError
 
 BALANCE_MODES = ("none", "sampler", "loss")
+# uniform: a corrupted label is redrawn from all classes, so it may land on the true one (Zhang et al. 2017's random
+# labels: at rate 1 the labels carry no information and test accuracy falls to chance). other_class: it is redrawn from
+# the other classes only, so every corrupted label is wrong (at rate 1 the net learns to avoid the true class and
+# test accuracy falls below chance).
+LABEL_NOISE_KINDS = ("uniform", "other_class")
 # Independent random streams per strategy, so turning one on does not change what another draws.
 _SUBSET, _TAIL, _NOISE = 1, 2, 3
 
@@ -68,14 +73,21 @@ def long_tail_subset(labels: np.ndarray, num_classes: int, ratio: float, seed: i
     return np.sort(np.concatenate(kept))
 
 
-def corrupt_labels(labels: np.ndarray, rate: float, num_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(new labels, changed indices): exactly round(rate * N) labels replaced by a uniformly random *other* class."""
+def corrupt_labels(labels: np.ndarray, rate: float, num_classes: int, seed: int,
+                   kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """(new labels, redrawn indices): exactly round(rate * N) labels redrawn, uniformly from all classes (`uniform`) or
+    from the classes other than the true one (`other_class`)."""
+    if kind not in LABEL_NOISE_KINDS:
+        raise ConfigError("data.label_noise_kind", kind, f"one of {list(LABEL_NOISE_KINDS)}")
     count = int(np.floor(rate * len(labels) + 0.5))
     rng = np.random.default_rng([seed, _NOISE])
-    changed = np.sort(rng.choice(len(labels), size=count, replace=False))
+    redrawn = np.sort(rng.choice(len(labels), size=count, replace=False))
     noisy = labels.copy()
-    noisy[changed] = (labels[changed] + rng.integers(1, num_classes, size=count)) % num_classes
-    return noisy, changed
+    if kind == "uniform":
+        noisy[redrawn] = rng.integers(0, num_classes, size=count)
+    else:
+        noisy[redrawn] = (labels[redrawn] + rng.integers(1, num_classes, size=count)) % num_classes
+    return noisy, redrawn
 
 
 def balanced_class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -101,6 +113,14 @@ class TrainingSetPlan:
     imbalance: float = 1.0
     label_noise: float = 0.0
     balance: str = "none"
+    label_noise_kind: str = "uniform"
+
+    @classmethod
+    def from_saved(cls, saved: dict[str, Any]) -> "TrainingSetPlan":
+        """The plan a checkpoint or results.json recorded; one saved before `label_noise_kind` existed drew its noisy
+        labels from the other classes, so that is what it gets back."""
+        fields = {key: saved[key] for key in cls.__dataclass_fields__ if key in saved}
+        return cls(**{"label_noise_kind": "other_class", **fields})
 
     def apply(self, labels: np.ndarray, num_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         """(kept indices into `labels`, their training labels, a record for results.json)."""
@@ -113,9 +133,9 @@ class TrainingSetPlan:
         if self.imbalance > 1:
             kept = kept[long_tail_subset(labels[kept], num_classes, self.imbalance, seed)]
         train_labels = labels[kept]
-        changed = np.empty(0, dtype=np.int64)
+        redrawn = np.empty(0, dtype=np.int64)
         if self.label_noise > 0:
-            train_labels, changed = corrupt_labels(train_labels, self.label_noise, num_classes, seed)
+            train_labels, redrawn = corrupt_labels(train_labels, self.label_noise, num_classes, seed, self.label_noise_kind)
         counts = np.bincount(train_labels, minlength=num_classes)
         clean_counts = np.bincount(labels[kept], minlength=num_classes)
         record = {
@@ -123,8 +143,9 @@ class TrainingSetPlan:
             "train_images": len(kept),
             "class_counts": clean_counts.tolist(),
             "imbalance_achieved": float(clean_counts.max() / max(1, clean_counts[clean_counts > 0].min())),
-            "noisy_labels": len(changed),
-            "noisy_label_rate": len(changed) / max(1, len(kept)),
+            "noisy_labels": len(redrawn),  # labels redrawn at random (with `uniform`, some land on the true class)
+            "noisy_label_rate": len(redrawn) / max(1, len(kept)),
+            "wrong_labels": int(np.count_nonzero(train_labels != labels[kept])),  # of them, those now naming another class
             "class_counts_as_trained": counts.tolist(),
         }
         return kept, train_labels, record
