@@ -9,7 +9,6 @@ from genlab.config import validate
 from genlab.errors import ConfigError
 from genlab.pipeline import build_callbacks, build_datamodule, build_loggers, build_module, build_trainer
 from genlab.training.optim import build_optimizer, build_scheduler, scale_learning_rate
-from genlab.training.regularization import apply_regularization
 
 from conftest import CONF_DIR, write_imagefolder
 
@@ -63,10 +62,12 @@ def test_unknown_group_option_lists_the_choices(make_cfg):
         ("model.compile=1", "model.compile", "true or false"),
         ("optimizer.implementation=fast", "optimizer.implementation", "one of ['auto', 'fused', 'foreach', 'for_loop']"),
         ("optimizer._target_=torch.optim.Nope", "optimizer._target_", "an optimizer class"),
+        ("data.label_noise_kind=flip", "data.label_noise_kind", "one of ['uniform', 'other_class']"),
+        ("regularization=early_stopping callbacks=none", "callbacks.early_stopping.enabled", "the callbacks group has no"),
     ],
 )
 def test_invalid_values_name_key_value_and_what_is_allowed(make_cfg, override, key, expected):
-    cfg = make_cfg(override, fast=False)
+    cfg = make_cfg(*override.split(), fast=False)
     with pytest.raises(ConfigError) as err:
         validate(cfg, cuda_available=False)
     message = str(err.value)
@@ -80,8 +81,7 @@ def test_float16_autocast_is_rejected_on_cpu(make_cfg):
 
 
 def test_fused_with_clipping_under_mixed_precision_is_rejected_before_training(make_cfg):
-    cfg = make_cfg("optimizer.implementation=fused", "trainer.precision=bf16-mixed", "regularization.max_grad_norm=1.0")
-    apply_regularization(cfg)  # max_grad_norm -> trainer.gradient_clip_val, as the pipeline does before validating
+    cfg = make_cfg("optimizer.implementation=fused", "trainer.precision=bf16-mixed", "trainer.gradient_clip_val=1.0")
     with pytest.raises(ConfigError, match=r"optimizer.implementation: got 'fused'.*Lightning does not clip"):
         validate(cfg, cuda_available=False)
 
@@ -99,3 +99,33 @@ def test_val_size_larger_than_the_training_set_is_rejected_before_training(make_
     datamodule.prepare_data()
     with pytest.raises(ConfigError, match=r"data.val_size: got 5000, expected a count in \[1, 1436\]"):
         datamodule.setup("fit")
+
+
+def test_early_stopping_preset_switches_the_callback_on_by_composition(make_cfg):
+    cfg = make_cfg("regularization=early_stopping")
+    assert cfg.callbacks.early_stopping.enabled and cfg.callbacks.early_stopping.patience == 10
+    stoppers = [c for c in build_callbacks(cfg.callbacks, have_loggers=True) if type(c).__name__ == "EarlyStopping"]
+    assert len(stoppers) == 1 and stoppers[0].patience == 10 and stoppers[0].monitor == "val/loss"
+    validate(make_cfg("regularization=none", "callbacks=none", fast=False), cuda_available=False)
+
+
+@pytest.mark.parametrize("optimizer,momentum", [("adamw", lambda g: g["betas"]), ("sgd", lambda g: g["momentum"])])
+def test_onecycle_changes_the_learning_rate_only(make_cfg, optimizer, momentum):
+    """torch's OneCycleLR also cycles SGD's momentum and Adam's beta1 between 0.85 and 0.95 unless told not to: a second
+    factor in a comparison of schedules. scheduler.cycle_momentum=true asks for it."""
+    cfg = make_cfg("scheduler=onecycle", f"optimizer={optimizer}")
+    optimizer_ = build_optimizer(torch.nn.Linear(2, 2), {k: v for k, v in cfg.optimizer.items() if k not in ("lr_scaling", "base_batch_size")})
+    group = optimizer_.param_groups[0]
+    before = momentum(group)
+    scheduler = build_scheduler(optimizer_, dict(cfg.scheduler), total_steps=20, max_epochs=1)["scheduler"]
+    lrs, momenta = [], []
+    for _ in range(19):
+        optimizer_.step()
+        scheduler.step()
+        lrs.append(group["lr"])
+        momenta.append(momentum(group))
+    assert len(set(lrs)) > 10 and all(m == before for m in momenta)
+    cycling = make_cfg("scheduler=onecycle", f"optimizer={optimizer}", "scheduler.cycle_momentum=true")
+    optimizer_ = build_optimizer(torch.nn.Linear(2, 2), {k: v for k, v in cycling.optimizer.items() if k not in ("lr_scaling", "base_batch_size")})
+    build_scheduler(optimizer_, dict(cycling.scheduler), total_steps=20, max_epochs=1)
+    assert momentum(optimizer_.param_groups[0]) != before  # torch's cycle starts at max_momentum 0.95

@@ -5,7 +5,6 @@ import pytest
 import yaml
 
 from genlab.config import validate
-from genlab.training.regularization import apply_regularization
 
 from conftest import REPO
 
@@ -47,5 +46,4 @@ def test_sweep_file_is_a_valid_wandb_sweep_over_train_py(path):
 def test_sweep_command_line_composes_as_a_valid_config(path, make_cfg):
     sweep = yaml.safe_load(path.read_text())
     cfg = make_cfg(*overrides_from(sweep["parameters"]))
-    apply_regularization(cfg)
     validate(cfg, cuda_available=False)

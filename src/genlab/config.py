@@ -10,7 +10,7 @@ from genlab.data.augment import MAX_MAGNITUDE, PRESETS
 from genlab.data.catalog import available_datasets, dataset_info, dataset_options, options_in
 from genlab.data.strategies import BALANCE_MODES, LABEL_NOISE_KINDS
 from genlab.errors import ConfigError
-from genlab.models import model_knobs
+from genlab.models import check_knob
 from genlab.training.losses import LOSSES
 from genlab.training.optim import LR_SCALING, SCHEDULERS, check_implementation, clips_under_mixed_precision
 
@@ -136,10 +136,9 @@ def validate_augmentation(aug: DictConfig, data: DictConfig) -> None:
 
 
 def validate_model(model: DictConfig) -> None:
-    knobs = model_knobs(model.name)
     for key in model:
-        require(f"model.{key}", model[key], key == "name" or key in knobs or key in MODEL_RUN_KEYS,
-                f"a knob of {model.name}: one of {sorted(knobs)}, or one of {list(MODEL_RUN_KEYS)}")
+        if key != "name" and key not in MODEL_RUN_KEYS:
+            check_knob(model.name, key, model[key])  # a knob the family lacks only as "off" (0 or none)
     for key in MODEL_RUN_KEYS:
         value = model.get(key, False)
         require(f"model.{key}", value, isinstance(value, bool), "true or false")
@@ -183,6 +182,30 @@ def validate_loss(loss: DictConfig) -> None:
     require("loss.gamma", gamma, _is_number(gamma) and gamma >= 0, "a number >= 0")
 
 
+# Where the strategy knobs that the `regularization` group once forwarded are set now (its presets set these keys).
+STRATEGY_KEYS = {"dropout": "model.dropout", "drop_path": "model.drop_path", "norm": "model.norm",
+                 "weight_decay": "optimizer.weight_decay", "l1": "loss.l1", "label_smoothing": "loss.label_smoothing",
+                 "mixup_alpha": "augmentation.mixup_alpha", "cutmix_alpha": "augmentation.cutmix_alpha",
+                 "early_stopping": "callbacks.early_stopping.enabled and .patience",
+                 "max_grad_norm": "trainer.gradient_clip_val"}
+
+
+def validate_regularization(regularization: DictConfig) -> None:
+    """The group records only its preset's name: a knob under it would be read by nothing, so it is refused."""
+    for key in regularization:
+        where = STRATEGY_KEYS.get(key, "the key of the group it belongs to (model., optimizer., loss., …)")
+        require(f"regularization.{key}", regularization[key], key == "name", f"no such key: set {where}, which the "
+                "presets set and an explicit value overrides")
+
+
+def validate_callbacks(callbacks: DictConfig) -> None:
+    """An enabled entry needs a callback to build: regularization=early_stopping with callbacks=none has none."""
+    for name, spec in callbacks.items():
+        if hasattr(spec, "get") and spec.get("enabled", True) and "_target_" not in spec:
+            raise ConfigError(f"callbacks.{name}.enabled", True, f"false: the callbacks group has no {name} callback "
+                              "(callbacks=default has early_stopping; regularization=early_stopping needs it)")
+
+
 def validate_analysis(analysis: DictConfig) -> None:
     from genlab.analysis.corruptions import CORRUPTIONS
 
@@ -203,6 +226,10 @@ def validate(cfg: DictConfig, cuda_available: bool | None = None) -> None:
     if cfg.get("augmentation") is not None:
         validate_augmentation(cfg.augmentation, cfg.data)
     validate_model(cfg.model)
+    if cfg.get("regularization") is not None:
+        validate_regularization(cfg.regularization)
+    if cfg.get("callbacks") is not None:
+        validate_callbacks(cfg.callbacks)
     validate_trainer(cfg.trainer, cuda_available)
     validate_optimization(cfg.optimizer, cfg.scheduler, cfg.trainer)
     validate_loss(cfg.loss)

@@ -1,17 +1,20 @@
 """Experiment presets compose with their sweep; each _smoke twin runs on digits; every job config validates; the
-single-run speed preset composes to its recipe and its smoke twin trains."""
+single-run speed preset composes to its recipe and its smoke twin trains; the batch-size and label-noise studies use
+the rules their papers do."""
 from __future__ import annotations
 
 import itertools
 import math
 
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from genlab.config import validate
+from genlab.data.strategies import TrainingSetPlan
 from genlab.pipeline import run
-from genlab.training.regularization import apply_regularization
+from genlab.training.optim import scale_learning_rate
 
 from conftest import CONF_DIR, FAST, compose_config
 
@@ -37,7 +40,6 @@ def test_every_job_of_the_sweep_composes_and_validates(name, tmp_path):
     assert len(jobs) >= 2
     for i, job in enumerate(jobs[:6] if not name.endswith("_smoke") else jobs):
         cfg = compose_config([f"experiment={name}", *job], tmp_path / str(i))
-        apply_regularization(cfg)
         validate(cfg, cuda_available=False)
         if name.endswith("_smoke"):
             assert cfg.data.name == "digits" and cfg.trainer.max_epochs <= 4
@@ -47,7 +49,6 @@ def test_the_speed_preset_is_one_run_of_the_records_recipe_and_validates(tmp_pat
     assert sweep_of("cifar10_speed") == {} and sweep_of("cifar10_speed_smoke") == {}
     assert compose_config(["experiment=cifar10_speed"], tmp_path).data.loader == "gpu"
     cfg = compose_config(["experiment=cifar10_speed"], tmp_path)
-    apply_regularization(cfg)
     validate(cfg, cuda_available=True)
     recipe = {"data.name": "cifar10", "data.batch_size": 512, "model.name": "wide_resnet", "model.depth": 16,
               "model.width": 4, "model.norm": "batch", "model.channels_last": True,
@@ -65,3 +66,26 @@ def test_the_speed_smoke_twin_trains_on_the_cpu_in_process(tmp_path):
     metrics = run(cfg)
     assert all(math.isfinite(v) for v in metrics.values()) and 0 <= metrics["test/acc"] <= 1
     assert (tmp_path / "run" / "results.json").is_file()
+
+
+@pytest.mark.parametrize("name", ["batch_size", "batch_size_smoke"])
+def test_the_batch_size_study_scales_adams_learning_rate_by_the_square_root(name, tmp_path):
+    """Adam-family optimizers scale lr with sqrt(batch) (Malladi et al. 2022); linear (SGD's rule, Goyal et al. 2017)
+    took AdamW to 8x its lr at batch 1024, so the largest batches measured divergence, not batch size."""
+    cfg = compose_config([f"experiment={name}", "data.batch_size=1024"], tmp_path)
+    assert cfg.optimizer._target_ == "torch.optim.AdamW"
+    lr = scale_learning_rate(OmegaConf.to_container(cfg.optimizer), 1024)["lr"]
+    assert lr == pytest.approx(3e-3 * math.sqrt(1024 / 128))  # 0.0085, not 0.024
+    sgd = compose_config([f"experiment={name}", "optimizer=sgd", "optimizer.lr_scaling=linear"], tmp_path)
+    assert scale_learning_rate(OmegaConf.to_container(sgd.optimizer), 1024)["lr"] == pytest.approx(0.05 * 8)
+
+
+@pytest.mark.parametrize("name", ["label_noise", "label_noise_smoke"])
+def test_the_label_noise_study_uses_zhang_et_als_uniform_random_labels(name, tmp_path):
+    cfg = compose_config([f"experiment={name}", "data.label_noise=1.0"], tmp_path)
+    assert cfg.data.label_noise_kind == "uniform"
+    labels = np.repeat(np.arange(10), 500)
+    plan = TrainingSetPlan(label_noise=cfg.data.label_noise, label_noise_kind=cfg.data.label_noise_kind)
+    _, noisy, record = plan.apply(labels, 10, seed=1)
+    # random labels: about 1 in 10 still names the true class (chance), not 0 as with other_class
+    assert 0.08 < np.mean(noisy == labels) < 0.12 and record["label_noise_kind"] == "uniform"

@@ -3,6 +3,7 @@ from genlab.models.registry import (
     LogitsWithAux,
     available_models,
     build_model,
+    check_knob,
     count_flops,
     count_parameters,
     format_flops,
@@ -10,5 +11,5 @@ from genlab.models.registry import (
     register_model,
 )
 
-__all__ = ["LogitsWithAux", "available_models", "build_model", "count_flops", "count_parameters", "format_flops",
+__all__ = ["LogitsWithAux", "available_models", "build_model", "check_knob", "count_flops", "count_parameters", "format_flops",
            "model_knobs", "register_model"]

@@ -4,7 +4,8 @@ Inception modules run 1x1, 1x1->3x3, 1x1->5x5 and pool->1x1 branches in parallel
 nine of them (3a-3b, pool, 4a-4e, pool, 5a-5b) form the body. The CIFAR stem is one 3x3 conv to 192 channels (no
 7x7/2 conv, no early pools), every conv is followed by `norm` (BN by default, which v1 predates). The two auxiliary
 classifiers sit on 4a and 4d; in training the model returns their logits too (`LogitsWithAux`) and the training
-loss adds them with `aux_weight`; in eval mode they are skipped. With `aux_weight: 0` they are not built.
+loss adds them with `aux_weight`; in eval mode they are skipped. With `aux_weight: 0` they are not built. Each aux
+head has its own dropout, `aux_dropout` (the paper's 0.7), apart from the main head's `dropout` (0.4).
 
 `factorize_5x5` replaces each 5x5 conv by two 3x3 convs (Inception v2's factorisation). With it and without the aux
 heads this is the widely used CIFAR GoogLeNet (~6.2 M parameters); the paper's 5x5 version has ~5.9 M.
@@ -30,7 +31,7 @@ MODULES = {
 }
 POOL_AFTER = ("3b", "4e")  # the 3x3 stride-2 pools between the stages
 AUX_ON = ("4a", "4d")
-AUX_MAP, AUX_CONV, AUX_HIDDEN, AUX_DROPOUT = 4, 128, 1024, 0.7  # the paper's aux head: 4x4 map, 1x1 conv, FC 1024
+AUX_MAP, AUX_CONV, AUX_HIDDEN = 4, 128, 1024  # the paper's aux head: 4x4 map, 1x1 conv, FC 1024 (dropout 0.7)
 
 
 class Inception(nn.Module):
@@ -51,18 +52,18 @@ class Inception(nn.Module):
         return torch.cat([branch(x) for branch in self.branches], dim=1)
 
 
-def aux_head(layers: Layers, in_ch: int, num_classes: int) -> nn.Sequential:
+def aux_head(layers: Layers, in_ch: int, num_classes: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(
         nn.AdaptiveAvgPool2d(AUX_MAP),
         *layers.conv_norm_act(in_ch, AUX_CONV, 1),
         nn.Flatten(),
-        *layers.classifier(AUX_CONV * AUX_MAP * AUX_MAP, [AUX_HIDDEN], num_classes, AUX_DROPOUT),
+        *layers.classifier(AUX_CONV * AUX_MAP * AUX_MAP, [AUX_HIDDEN], num_classes, dropout),
     )
 
 
 class GoogLeNet(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, width: float, layers: Layers, factorize_5x5: bool,
-                 dropout: float, aux_weight: float):
+                 dropout: float, aux_weight: float, aux_dropout: float):
         super().__init__()
         self.aux_weight = aux_weight
         stem = scaled(STEM, width)
@@ -73,7 +74,7 @@ class GoogLeNet(nn.Module):
             self.inceptions[name] = module = Inception(layers, factorize_5x5, in_ch, *(scaled(c, width) for c in channels))
             in_ch = module.out_channels
             if aux_weight > 0 and name in AUX_ON:
-                self.aux_heads[name] = aux_head(layers, in_ch, num_classes)
+                self.aux_heads[name] = aux_head(layers, in_ch, num_classes, aux_dropout)
         self.pool = layers.pool(3, 2, 1)
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(in_ch, num_classes))
 
@@ -97,6 +98,7 @@ def googlenet(
     image_size: int,
     width: float = 1.0,
     aux_weight: float = 0.3,
+    aux_dropout: float = 0.7,
     factorize_5x5: bool = False,
     dropout: float = 0.4,
     norm: str = "batch",
@@ -111,8 +113,9 @@ def googlenet(
         raise ConfigError("model.aux_weight", aux_weight, "a number >= 0 (0 removes the auxiliary classifiers)")
     check_choice("model.factorize_5x5", factorize_5x5, (True, False))
     check_probability("model.dropout", dropout)
+    check_probability("model.aux_dropout", aux_dropout)
     check_image_size(image_size, 4, "googlenet")
     layers = Layers(norm, activation, negative_slope, pool_kind=pool)
-    net = GoogLeNet(in_channels, num_classes, width, layers, factorize_5x5, dropout, float(aux_weight))
+    net = GoogLeNet(in_channels, num_classes, width, layers, factorize_5x5, dropout, float(aux_weight), aux_dropout)
     init_weights(net, init, activation, negative_slope)
     return net

@@ -46,13 +46,26 @@ def model_knobs(name: str) -> dict[str, object]:
     return {k: p.default for k, p in params.items() if k not in DATA_ARGS}
 
 
+def is_off(value: object) -> bool:
+    """0 or "none": the value that switches a regularizer off (a drop probability, a norm)."""
+    return value == "none" or (isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0)
+
+
+def check_knob(name: str, key: str, value: object) -> None:
+    """A knob family `name` lacks is refused by name, unless it asks for off, which that family already is: the
+    strategy presets switch off wide_resnet's block_dropout and googlenet's aux_dropout whatever the model."""
+    allowed = model_knobs(name)
+    if key not in allowed and not is_off(value):
+        raise ConfigError(f"model.{key}", value, f"0 (off) or a knob of {name}: one of {sorted(allowed)}")
+
+
 def build_model(name: str, in_channels: int, num_classes: int, image_size: int, **knobs) -> nn.Module:
-    """Build family `name` for the given data shape; unknown knobs are rejected by name."""
+    """Build family `name` for the given data shape; knobs it lacks are rejected by name, unless they are off."""
     allowed = model_knobs(name)
     for key, value in knobs.items():
-        if key not in allowed:
-            raise ConfigError(f"model.{key}", value, f"a knob of {name}: one of {sorted(allowed)}")
-    return _builder(name)(in_channels=in_channels, num_classes=num_classes, image_size=image_size, **knobs)
+        check_knob(name, key, value)
+    own = {key: value for key, value in knobs.items() if key in allowed}
+    return _builder(name)(in_channels=in_channels, num_classes=num_classes, image_size=image_size, **own)
 
 
 def count_parameters(model: nn.Module) -> int:
