@@ -1,12 +1,15 @@
-"""The networks are the published ones: parameter counts, plain nets without skips, GoogLeNet's aux heads, FLOPs."""
+"""The networks are the published ones: parameter counts, plain nets without skips, GoogLeNet's aux heads, LeNet-5's
+black field, FLOPs."""
 from __future__ import annotations
 
 import re
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from genlab.data.catalog import dataset_info
 from genlab.models import LogitsWithAux, build_model, count_flops, count_parameters
 from genlab.models.presets import PRESETS, preset_command, preset_table
 from genlab.models.resnet import DEPTHS as RESNET_DEPTHS
@@ -43,6 +46,33 @@ def test_lenet5_pads_mnist_to_32_so_its_count_is_the_papers():
     with torch.device("meta"):
         assert count_parameters(build_model("lenet5", 1, 10, 28)) == 61_706
         assert count_parameters(build_model("lenet5", 1, 10, 8)) == 61_706
+
+
+def test_lenet5_centres_small_inputs_in_a_black_field_not_the_mean_grey():
+    """The paper centred each digit in a 32x32 field of background; normalised, background black is -mean/std."""
+    from sklearn.datasets import load_digits
+
+    info = dataset_info("digits")
+    mean, std = info.mean[0], info.std[0]
+    x = torch.tensor((load_digits().images[:16] / 16 - mean) / std, dtype=torch.float32).unsqueeze(1)
+    torch.manual_seed(0)
+    net = build_model("lenet5", 1, 10, 8).eval()
+    black = F.pad(x, (12, 12, 12, 12), value=-mean / std)  # every digit has background pixels: pixel 0
+    assert torch.equal(net[0](x), black)
+    assert torch.equal(net(x), net[1:](black))
+    torch.manual_seed(0)
+    grey = build_model("lenet5", 1, 10, 8, pad="mean").eval()
+    assert torch.equal(grey[0](x), F.pad(x, (12, 12, 12, 12)))  # the old border: 0, the data set's mean
+    assert torch.equal(build_model("lenet5", 1, 10, 32)[0](x), x)  # 32x32 and larger: nothing to pad
+
+
+def test_googlenet_aux_heads_have_their_own_dropout_knob():
+    def aux_dropouts(net: nn.Module) -> list[float]:
+        return [m.p for m in net.aux_heads.modules() if isinstance(m, nn.Dropout)]
+
+    with torch.device("meta"):
+        assert aux_dropouts(build_model("googlenet", 3, 10, 32)) == [0.7, 0.7]  # the paper's
+        assert aux_dropouts(build_model("googlenet", 3, 10, 32, aux_dropout=0.0)) == [0.0, 0.0]
 
 
 @pytest.mark.parametrize("depth", [20, 56])
