@@ -78,6 +78,10 @@ def test_last_ckpt_is_the_last_epoch_even_when_the_best_is_early(finished_run):
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     best = torch.load(record["best_checkpoint"], map_location="cpu", weights_only=False)
     assert best["epoch"] < 2 and last["epoch"] == 2 == record["epochs"] - 1
+    # the record names the weights each pass tested, with the epochs the checkpoint files hold
+    assert record["tested"]["test"] == {"weights": "best", "epoch": best["epoch"], "monitor": "val/loss", "mode": "max",
+                                        "score": pytest.approx(max(csv_values(run_dir, "val/loss")))}
+    assert record["tested"]["final"] == {"weights": "last", "epoch": last["epoch"]}
 
 
 def test_both_test_passes_have_their_own_names_in_results_csv_and_wandb(finished_run):
@@ -139,3 +143,6 @@ def test_resuming_with_more_epochs_continues_on_a_schedule_for_the_new_length(tm
     # cosine from 3e-3 to 0 over 2 epochs, at the start of the second: half-way
     assert lrs == pytest.approx([3e-3, 3e-3 * 0.5 * (1 + math.cos(math.pi * per_epoch / (2 * per_epoch)))])
     assert len(csv_values(run_dir, "val/acc")) == 2
+    record = json.loads((run_dir / "results.json").read_text())  # the tested epoch survives the resume
+    best = torch.load(record["best_checkpoint"], map_location="cpu", weights_only=False)
+    assert record["tested"]["test"]["epoch"] == best["epoch"] and record["tested"]["final"]["epoch"] == 1

@@ -34,6 +34,7 @@ def require(key: str, value: object, ok: bool, expected: str) -> None:
 
 
 LOADERS = ("cpu", "gpu")
+COMPARED_WEIGHTS = ("best", "last")
 # Keys every data config has; any other key must be an option of its data set's reader.
 DATA_KEYS = ("name", "data_dir", "download", "batch_size", "val_size", "loader", "num_workers", "pin_memory",
              "train_fraction", "train_size", "imbalance", "balance", "label_noise", "label_noise_kind")
@@ -213,6 +214,8 @@ def validate_analysis(analysis: DictConfig) -> None:
         require("analysis.corruptions", name, name in CORRUPTIONS, f"names from {list(CORRUPTIONS)}")
     for severity in analysis.severities:
         require("analysis.severities", severity, _is_int(severity) and 1 <= severity <= 5, "integers in 1..5")
+    weights = analysis.get("compared_weights", "best")
+    require("analysis.compared_weights", weights, weights in COMPARED_WEIGHTS, f"one of {list(COMPARED_WEIGHTS)}")
 
 
 def validate(cfg: DictConfig, cuda_available: bool | None = None) -> None:

@@ -259,6 +259,20 @@ def fit_and_test(cfg: DictConfig, trainer: L.Trainer, module: ImageClassifier, d
     return metrics, best, per_class
 
 
+def tested_weights(trainer: L.Trainer, best: str | None) -> dict[str, dict[str, Any]]:
+    """Which weights each test pass scored, for results.json: `test` the best checkpoint (its epoch, and the monitor
+    and mode that chose it) or, with no checkpoint callback, the last weights; `final` the last epoch's weights.
+    Epochs count from 0, as in metrics.csv and the checkpoints."""
+    callback = trainer.checkpoint_callback
+    epoch_of = getattr(callback, "epoch_of", lambda path: None)
+    last = {"weights": "last", "epoch": trainer.current_epoch - 1}
+    if best is None:
+        return {"test": last, "final": last}
+    score = callback.best_model_score
+    return {"test": {"weights": "best", "epoch": epoch_of(best), "monitor": callback.monitor, "mode": callback.mode,
+                     "score": None if score is None else float(score)}, "final": last}
+
+
 def log_derived_metrics(trainer: L.Trainer, metrics: dict[str, float]) -> None:
     """Log what the pipeline computes after testing (gaps, robustness) to every logger at the step and epoch the test
     passes were logged at, flushed to metrics.csv now: Lightning saves a logger's buffer only in its own loops."""
@@ -320,7 +334,8 @@ def _run(cfg: DictConfig) -> dict[str, float]:
     finally:
         finish_wandb(loggers)
     if trainer.is_global_zero:
-        print_summary("Run summary", metrics, record["model"], record["wall_time_s"], run_dir, sync_hints)
+        print_summary("Run summary", metrics, record["model"], record["wall_time_s"], run_dir, sync_hints,
+                      record["tested"])
     return metrics
 
 
@@ -352,7 +367,8 @@ def fit_and_record(cfg: DictConfig, trainer: L.Trainer, module: ImageClassifier,
         write_results(status="interrupted", error=f"interrupted ({type(err).__name__}) at step {trainer.global_step}",
                       metrics={}, resume_command=how)
         raise RunFailed(f"interrupted at step {trainer.global_step}; checkpoint saved. Resume with: {how}") from None
-    write_results(status="completed", metrics=metrics, per_class_acc=per_class, best_checkpoint=best)
+    write_results(status="completed", metrics=metrics, per_class_acc=per_class, best_checkpoint=best,
+                  tested=tested_weights(trainer, best))
     return metrics, best, per_class
 
 

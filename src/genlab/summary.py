@@ -10,17 +10,28 @@ from rich.table import Table
 from genlab.models import format_flops
 
 
+def describe_weights(tested: dict[str, Any]) -> str:
+    """'epoch 12, lowest val/loss' or 'epoch 29, the last', from a results.json `tested` entry."""
+    if tested["weights"] == "best":
+        return f"epoch {tested['epoch']}, {'lowest' if tested['mode'] == 'min' else 'highest'} {tested['monitor']}"
+    return f"epoch {tested['epoch']}, the last"
+
+
 def print_summary(title: str, metrics: dict[str, float], model: dict[str, Any], wall_time_s: float, run_dir: Path,
-                  notes: list[str]) -> None:
+                  notes: list[str], tested: dict[str, dict[str, Any]] | None = None) -> None:
     """Final metrics, model size and cost, time and where the outputs went; `notes` are extra lines (e.g. W&B sync).
 
-    `model` is the run record's model entry: name, params and flops (per image, one forward pass).
+    `model` is the run record's model entry: name, params and flops (per image, one forward pass). `tested` (a
+    training run's) names the weights test/* and final/* describe; final/test/acc is shown beside test/acc.
     """
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     rows = [
+        *([("tested weights", describe_weights(tested["test"]))] if tested else []),
         ("test accuracy", f"{metrics['test/acc']:.4f}"),
+        *([("test accuracy, last epoch", f"{metrics['final/test/acc']:.4f}")]
+          if tested and tested["test"] != tested["final"] else []),
         ("train accuracy (eval mode)", f"{metrics['train_eval/acc']:.4f}"),
         ("generalization gap (train - test)", f"{metrics['gap/acc']:+.4f}"),
         ("test loss", f"{metrics['test/loss']:.4f}"),

@@ -22,7 +22,7 @@ from genlab.analysis.stats import (UNBOUNDED, Summary, holm, is_constant, paired
 BOOKKEEPING = ("seed", "task_name", "tags", "ckpt_path", "resume", "optimized_metric", "paths.", "hydra.", "logger.",
                "callbacks.", "trainer.default_root_dir", "trainer.enable_progress_bar", "trainer.enable_model_summary",
                "trainer.log_every_n_steps", "data.data_dir", "data.download", "data.num_workers", "data.pin_memory",
-               "augmentation.preview_images", "analysis.confusion_matrix")
+               "augmentation.preview_images", "analysis.confusion_matrix", "analysis.compared_weights")
 # The callback settings that change what is trained or which weights are tested, unlike the progress bar or the
 # LR monitor: these do tell runs apart. A switched-off callback's other settings do not (see experiment_config).
 TRAINING_CALLBACK_KEYS = {
@@ -30,12 +30,15 @@ TRAINING_CALLBACK_KEYS = {
     "callbacks.model_checkpoint": ("enabled", "monitor", "mode"),
 }
 COLUMNS = {  # metric -> column title
-    "test/acc": "test acc",
+    "test/acc": "test acc (best ckpt)",
     "train_eval/acc": "train acc (eval)",
     "gap/acc": "gap",
     "test/ece": "ECE",
     "robust/acc_mean": "robust acc",
+    "final/test/acc": "test acc (last epoch)",
 }
+# analysis.compared_weights -> the metric a study ranks by when --metric is not given
+COMPARED_METRIC = {"best": "test/acc", "last": "final/test/acc"}
 LOWER_IS_BETTER = ("loss", "ece", "error", "err", "nll")  # the first word of a metric's last part
 ALPHA = 0.05
 POWER = 0.8
@@ -169,6 +172,20 @@ def refuse_unknown_keys(runs: list[Run], by: list[str]) -> None:
             hint = f"; did you mean {' or '.join(close)}?" if close else ""
             raise SystemExit(f"error: --by {key}: no run has this key (keys that differ between these runs: "
                              f"{', '.join(varying_keys(runs)) or 'none'}){hint}")
+
+
+def compared_metric(runs: list[Run]) -> str:
+    """The test accuracy of the weights the runs say they compare (analysis.compared_weights: the best checkpoint's,
+    test/acc, unless a study preset chose the last epoch's, final/test/acc); runs that disagree are refused."""
+    chosen: dict[str, int] = {}
+    for run in runs:
+        weights = run.config.get("analysis.compared_weights", "best")
+        chosen[weights] = chosen.get(weights, 0) + 1
+    if len(chosen) > 1:
+        counts = ", ".join(f"{weights} in {n} runs" for weights, n in sorted(chosen.items()))
+        raise SystemExit(f"error: the runs compare different weights (analysis.compared_weights: {counts}); "
+                         "pass --metric test/acc (best checkpoints) or --metric final/test/acc (last epochs)")
+    return COMPARED_METRIC[next(iter(chosen), "best")]
 
 
 def refuse_unrecorded_metric(runs: list[Run], metric: str) -> None:
@@ -556,8 +573,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--group", help="with --wandb: only runs of this W&B group")
     parser.add_argument("--by", help="comma-separated config keys to group by (default: every key that differs)")
     parser.add_argument("--baseline", help="key=value[,key=value] picking the baseline group (default: the best group)")
-    parser.add_argument("--metric", default="test/acc",
-                        help="the metric that ranks groups: any key of results.json's metrics (default: test/acc)")
+    parser.add_argument("--metric", help="the metric that ranks groups: any key of results.json's metrics (default: the "
+                        "test accuracy of the weights the runs compare, analysis.compared_weights: test/acc for the "
+                        "best checkpoint, final/test/acc for the last epoch)")
     parser.add_argument("--direction", choices=("max", "min"),
                         help="max: higher is better; min: lower is better (default: min for losses, ECE and gaps, "
                              "else max)")
@@ -591,7 +609,8 @@ def main(argv: list[str] | None = None) -> Path:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     runs = load_runs(args)
     refuse_mixed_data_sets(runs)
-    refuse_unrecorded_metric(runs, args.metric)
+    metric = args.metric or compared_metric(runs)
+    refuse_unrecorded_metric(runs, metric)
     if args.by:
         by = [k.strip() for k in args.by.split(",")]
         refuse_unknown_keys(runs, by)
@@ -600,17 +619,17 @@ def main(argv: list[str] | None = None) -> Path:
     warnings = [w for w in [pooling_warning(runs, by) if args.by else None] if w]
     for warning in warnings:
         print(warning, file=sys.stderr, flush=True)
-    direction = args.direction or default_direction(args.metric)
+    direction = args.direction or default_direction(metric)
     baseline = dict(pair.split("=", 1) for pair in args.baseline.split(",")) if args.baseline else None
-    groups = rank_and_test(group_runs(runs, by, args.metric), args.metric, baseline, direction)
-    header, rows = table_rows(groups, args.metric)
-    sentence = verdict(groups, args.metric, direction)
+    groups = rank_and_test(group_runs(runs, by, metric), metric, baseline, direction)
+    header, rows = table_rows(groups, metric)
+    sentence = verdict(groups, metric, direction)
     note = table_note(groups, baseline is not None)
     out = Path(args.out or default_out_dir(runs))
     out.mkdir(parents=True, exist_ok=True)
     colors = figures.group_colors(groups)
-    images = write_figures(groups, by, args.metric, direction, colors, out)
-    runs_table = run_rows(runs, groups, by, args.metric, out.resolve())
+    images = write_figures(groups, by, metric, direction, colors, out)
+    runs_table = run_rows(runs, groups, by, metric, out.resolve())
     title = f"genlab comparison: {len(runs)} runs, grouped by {', '.join(by) or 'nothing (one group)'}"
     notes = [note, *warnings]
     markdown = (f"# {title}\n\n{sentence}\n\n{to_markdown(header, rows)}\n\n" + "".join(f"{n}\n\n" for n in notes)
@@ -619,7 +638,7 @@ def main(argv: list[str] | None = None) -> Path:
                 + f"## Runs\n\n{runs_markdown(*runs_table)}\n")
     (out / "report.md").write_text(markdown)
     (out / "report.html").write_text(to_html(title, sentence, header, rows, images, notes, colors, runs_table))
-    print_table(*table_rows(groups, args.metric, with_ci=False), sentence, note)
+    print_table(*table_rows(groups, metric, with_ci=False), sentence, note)
     print(f"report: {(out / 'report.md').resolve()} and report.html", flush=True)
     if args.log_wandb:
         log_to_wandb(args.log_wandb, header, rows, [out / "report.md", out / "report.html", *images])
