@@ -166,3 +166,16 @@ def test_unwritable_output_dir_is_rejected_before_training(make_cfg, tmp_path):
     cfg.paths.output_dir = str(blocker / "run")
     with pytest.raises(ConfigError, match=r"paths.output_dir: got '.*file/run', expected a writable directory"):
         run(cfg)
+
+
+@pytest.mark.parametrize("kind", ["uniform", "other_class"])
+def test_the_kind_of_label_noise_reaches_the_training_set_and_its_record(make_cfg, kind):
+    from genlab.pipeline import build_datamodule
+
+    cfg = make_cfg("data.label_noise=1.0", f"data.label_noise_kind={kind}")
+    datamodule = build_datamodule(cfg.data, cfg.seed)
+    datamodule.setup("fit")
+    assert datamodule.plan.label_noise_kind == kind and datamodule.plan_record["label_noise_kind"] == kind
+    # other_class makes every training label wrong; uniform leaves about 1 in 10 right by chance
+    wrong = datamodule.plan_record["wrong_labels"]
+    assert wrong == len(datamodule.train_set) if kind == "other_class" else 0.8 * len(datamodule.train_set) < wrong < len(datamodule.train_set)

@@ -44,7 +44,7 @@ from genlab.training.loggers import (
 from genlab.training.module import ImageClassifier
 from genlab.training.random_state import RandomStateInCheckpoint
 
-PLAN_KEYS = ("train_fraction", "train_size", "imbalance", "label_noise", "balance")
+PLAN_KEYS = ("train_fraction", "train_size", "imbalance", "label_noise", "label_noise_kind", "balance")
 MIXING_KEYS = ("mixup_alpha", "cutmix_alpha", "mix_prob", "switch_prob")
 PREVIEW_FILE = "augmentations.png"
 DERIVED_METRICS = ("gap/", "final/gap/", "robust/")  # computed by the pipeline after testing, not logged by a test pass
@@ -393,7 +393,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     seed = cfg.seed if cfg.get("seed") is not None else trained_on["seed"]
     # train_eval must come from the training set the model saw: the val_size and seed that carved out its val split,
     # its subset, long tail and noisy labels. Checkpoints from before val_size was kept fall back to data.val_size.
-    plan = TrainingSetPlan(**{key: trained_on[key] for key in PLAN_KEYS if key in trained_on})
+    plan = TrainingSetPlan.from_saved(trained_on)
     datamodule = build_datamodule(cfg.data, seed, plan=plan, val_size=trained_on.get("val_size"))
     if datamodule.info.num_classes != module.num_classes:
         raise ConfigError("data", dict(datamodule.options), f"the options the checkpoint was trained with "
