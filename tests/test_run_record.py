@@ -146,3 +146,19 @@ def test_resuming_with_more_epochs_continues_on_a_schedule_for_the_new_length(tm
     record = json.loads((run_dir / "results.json").read_text())  # the tested epoch survives the resume
     best = torch.load(record["best_checkpoint"], map_location="cpu", weights_only=False)
     assert record["tested"]["test"]["epoch"] == best["epoch"] and record["tested"]["final"]["epoch"] == 1
+
+
+def test_a_study_of_last_epochs_analyses_the_last_epochs_weights(tmp_path):
+    # Robustness and per-class accuracy describe the weights the study compares: with compared_weights=last and a best
+    # checkpoint chosen early (the highest val loss), the per-class accuracies add up to final/test/acc, not test/acc.
+    run_dir = tmp_path / "run"
+    run(compose_config([*FAST, "trainer.max_epochs=3", "callbacks.model_checkpoint.mode=max",
+                        "analysis.compared_weights=last", "analysis.corruptions=[contrast]", "analysis.severities=[1]"],
+                       run_dir))
+    record = json.loads((run_dir / "results.json").read_text())
+    assert record["tested"]["analysis"] == record["tested"]["final"] == {"weights": "last", "epoch": 2}
+    metrics = record["metrics"]
+    assert metrics["final/test/acc"] != metrics["test/acc"]  # the two sets of weights really differ here
+    test_counts = [36, 36, 35, 37, 36, 37, 36, 36, 35, 36]  # digits' fixed stratified test split
+    hits = sum(acc * n for acc, n in zip(record["per_class_acc"].values(), test_counts))
+    assert hits / 360 == pytest.approx(metrics["final/test/acc"], abs=1e-6)

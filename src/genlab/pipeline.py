@@ -1,6 +1,7 @@
 """The one place where a run is assembled: config -> data -> model -> module -> trainer -> results."""
 from __future__ import annotations
 
+import copy
 import shutil
 import sys
 import time
@@ -35,6 +36,7 @@ from genlab.training.loggers import (
     finish_wandb,
     log_image_file,
     offline_sync_hints,
+    quiet_lightning_tips,
     remember_wandb_run,
     resumed_wandb_id,
     wandb_identity,
@@ -179,6 +181,7 @@ def build_callbacks(section: DictConfig | None, have_loggers: bool) -> list[L.Ca
 def build_trainer(cfg: DictConfig, loggers: list[Any], callbacks: list[L.Callback]) -> L.Trainer:
     if current_hydra_config() is not None:
         launch_ddp_workers_as_this_job()
+    quiet_lightning_tips()
     return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
 
 
@@ -195,7 +198,7 @@ def test_metrics(trainer: L.Trainer, module: ImageClassifier, datamodule: ImageD
 
 
 def analyse_generalization(module: ImageClassifier, datamodule: ImageDataModule, analysis: DictConfig, seed: int,
-                           run_dir: Path, loggers: list[Any]) -> tuple[dict[str, float], dict[str, float]]:
+                           run_dir: Path, loggers: list[Any], weights: str) -> tuple[dict[str, float], dict[str, float]]:
     """Robustness metrics, and per-class test accuracy from a confusion matrix saved as PNG (and logged to W&B as an
     image, a table and a plot). Predictions are made as the test metrics make them (test-time flips included)."""
     images, labels = datamodule.test_set.images, datamodule.test_set.labels
@@ -209,7 +212,7 @@ def analyse_generalization(module: ImageClassifier, datamodule: ImageDataModule,
     info = datamodule.info
     predictions = predict(module, images, datamodule.normalize, flip_average=flip_average)
     confusion = confusion_matrix(labels, predictions, info.num_classes)
-    png = plot_confusion_matrix(confusion, list(info.class_names), run_dir / "confusion_matrix.png")
+    png = plot_confusion_matrix(confusion, list(info.class_names), run_dir / "confusion_matrix.png", weights)
     log_image_file(loggers, "confusion_matrix", png)
     accuracy = list(map(float, per_class_accuracy(confusion)))
     for logger in wandb_loggers(loggers):
@@ -239,7 +242,8 @@ def prepare_run_dir(run_dir: Path, params: int) -> None:
 
 def fit_and_test(cfg: DictConfig, trainer: L.Trainer, module: ImageClassifier, datamodule: ImageDataModule,
                  run_dir: Path, loggers: list[Any], resume_from: Path | None) -> tuple[dict[str, float], str | None, dict[str, float]]:
-    """Train, then test the last epoch's and the best checkpoint's weights and analyse the best: (metrics, best, per-class)."""
+    """Train, then test the last epoch's and the best checkpoint's weights, and analyse the weights the study compares
+    (analysis.compared_weights): (metrics, best, per-class)."""
     if trainer.is_global_zero:
         save_preview(cfg, datamodule, run_dir, loggers)
     with warnings.catch_warnings():
@@ -251,12 +255,21 @@ def fit_and_test(cfg: DictConfig, trainer: L.Trainer, module: ImageClassifier, d
     best = (trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else "") or None
     # The last epoch's weights are tested first, as final/*; testing `best` then loads those weights into the module.
     final = test_metrics(trainer, module, datamodule, None, prefix="final/")
+    last_weights = copy.deepcopy(module.state_dict()) if compares_last(cfg) and best is not None else None
     metrics = {**test_metrics(trainer, module, datamodule, best), **final, "val/acc_best": val_acc_best}
-    robust, per_class = analyse_generalization(module, datamodule, cfg.analysis, cfg.seed, run_dir, loggers)
+    if last_weights is not None:  # robustness and per-class accuracy describe the weights the study compares
+        module.load_state_dict(last_weights)
+    analysed = "last epoch" if last_weights is not None or best is None else "best checkpoint"
+    robust, per_class = analyse_generalization(module, datamodule, cfg.analysis, cfg.seed, run_dir, loggers, analysed)
     metrics.update(robust)
     # test/* and final/test/* were logged by the test passes themselves.
     log_derived_metrics(trainer, {k: v for k, v in metrics.items() if k.startswith(DERIVED_METRICS)})
     return metrics, best, per_class
+
+
+def compares_last(cfg: DictConfig) -> bool:
+    """analysis.compared_weights=last: the study compares the last epoch's weights, not the best checkpoint's."""
+    return cfg.analysis.get("compared_weights", "best") == "last"
 
 
 def tested_weights(trainer: L.Trainer, best: str | None) -> dict[str, dict[str, Any]]:
@@ -367,8 +380,9 @@ def fit_and_record(cfg: DictConfig, trainer: L.Trainer, module: ImageClassifier,
         write_results(status="interrupted", error=f"interrupted ({type(err).__name__}) at step {trainer.global_step}",
                       metrics={}, resume_command=how)
         raise RunFailed(f"interrupted at step {trainer.global_step}; checkpoint saved. Resume with: {how}") from None
-    write_results(status="completed", metrics=metrics, per_class_acc=per_class, best_checkpoint=best,
-                  tested=tested_weights(trainer, best))
+    tested = tested_weights(trainer, best)
+    tested["analysis"] = tested["final" if compares_last(cfg) else "test"]  # robust/*, per_class_acc, confusion matrix
+    write_results(status="completed", metrics=metrics, per_class_acc=per_class, best_checkpoint=best, tested=tested)
     return metrics, best, per_class
 
 

@@ -62,8 +62,8 @@ def robustness(model: nn.Module, images: np.ndarray, labels: np.ndarray, normali
     return results
 
 
-def plot_confusion_matrix(confusion: np.ndarray, class_names: list[str], path: Path) -> Path:
-    """Row-normalised confusion matrix as a PNG."""
+def plot_confusion_matrix(confusion: np.ndarray, class_names: list[str], path: Path, weights: str) -> Path:
+    """Row-normalised confusion matrix as a PNG; `weights` says which were tested ("best checkpoint", "last epoch")."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -80,7 +80,7 @@ def plot_confusion_matrix(confusion: np.ndarray, class_names: list[str], path: P
     if small:
         for (i, j), value in np.ndenumerate(confusion):
             ax.text(j, i, str(value), ha="center", va="center", fontsize=6, color="white" if rows[i, j] > 0.5 else "black")
-    ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix (test, best checkpoint)")
+    ax.set(xlabel="predicted", ylabel="true", title=f"Confusion matrix (test, {weights})")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -29,14 +29,23 @@ TRAINING_CALLBACK_KEYS = {
     "callbacks.early_stopping": ("enabled", "monitor", "mode", "patience", "min_delta"),
     "callbacks.model_checkpoint": ("enabled", "monitor", "mode"),
 }
-COLUMNS = {  # metric -> column title
-    "test/acc": "test acc (best ckpt)",
-    "train_eval/acc": "train acc (eval)",
-    "gap/acc": "gap",
-    "test/ece": "ECE",
-    "robust/acc_mean": "robust acc",
-    "final/test/acc": "test acc (last epoch)",
-}
+# The table's measures of one set of weights; final/<key> is the same measure of the last epoch's weights.
+MEASURES = {"test/acc": "test acc", "train_eval/acc": "train acc (eval)", "gap/acc": "gap", "test/ece": "ECE"}
+WEIGHTS_TITLE = {"": "best ckpt", "final/": "last epoch"}
+
+
+def columns_for(metric: str) -> dict[str, str]:
+    """metric -> column title: the measures of the weights `metric` describes (the last epoch's for final/…, else the
+    best checkpoint's), the other weights' test accuracy beside them, robustness (of the weights the runs analysed),
+    and the metric itself."""
+    prefix = "final/" if metric.startswith("final/") else ""
+    other = "" if prefix else "final/"
+    columns = {f"{prefix}{key}": f"{title}, {WEIGHTS_TITLE[prefix]}" for key, title in MEASURES.items()}
+    columns[f"{other}test/acc"] = f"test acc, {WEIGHTS_TITLE[other]}"
+    columns["robust/acc_mean"] = "robust acc"
+    return {**columns, **({} if metric in columns else {metric: metric})}
+
+
 # analysis.compared_weights -> the metric a study ranks by when --metric is not given
 COMPARED_METRIC = {"best": "test/acc", "last": "final/test/acc"}
 LOWER_IS_BETTER = ("loss", "ece", "error", "err", "nll")  # the first word of a metric's last part
@@ -148,7 +157,7 @@ def group_runs(runs: list[Run], by: list[str], metric: str) -> list[Group]:
     groups = []
     for values, members in buckets.items():
         ok = [r for r in members if r.status == "completed" and metric in r.metrics]
-        shown = [*COLUMNS, *([metric] if metric not in COLUMNS else [])]
+        shown = columns_for(metric)
         stats = {m: summarize([r.metrics[m] for r in ok if m in r.metrics], bounds=metric_bounds(m)) for m in shown
                  if any(m in r.metrics for r in ok)}
         groups.append(Group(values, ok, len(members) - len(ok), stats))
@@ -307,10 +316,10 @@ def _p_cell(g: Group) -> str:
 
 def table_rows(groups: list[Group], metric: str, with_ci: bool = True) -> tuple[list[str], list[list[str]]]:
     """Header and rows shared by the terminal (without CIs, for width), Markdown and HTML renderings."""
-    shown = [*COLUMNS, *([metric] if metric not in COLUMNS else [])]
+    shown = columns_for(metric)
     present = [m for m in shown if any(m in g.stats for g in groups)]
-    header = (["", "group", "n", "failed"] + [COLUMNS.get(m, m) for m in present]
-              + [f"Δ {COLUMNS.get(metric, metric)}", "p Welch (Holm)", "p paired (Holm)",
+    header = (["", "group", "n", "failed"] + [shown[m] for m in present]
+              + [f"Δ {shown[metric]}", "p Welch (Holm)", "p paired (Holm)",
                  f"seeds for {POWER * 100:.0f} % power"])
     rows = []
     for g in groups:
@@ -417,7 +426,8 @@ FIGURES = {  # file stem -> (heading, what the reader sees)
                "hollow mean is a single seed: no interval). Differences: each group's difference from the baseline "
                "with Welch's 95 % interval of the difference; dots are the differences on the seeds both share. The "
                "y axes span the values, not 0 to 1, so small differences show."),
-    "gap": ("Generalization gap", "train_eval accuracy − test accuracy per group: seeds as dots, mean and 95 % "
+    "gap": ("Generalization gap", "train_eval accuracy − test accuracy per group, of the weights the ranking metric "
+            "describes (the last epoch's for final/…, else the best checkpoint's): seeds as dots, mean and 95 % "
             "interval; 0 is no gap."),
     "learning_curves": ("Learning curves", "Accuracy and loss per epoch (1 = after the first epoch), validation solid "
                         "and train in eval mode dashed: each group's mean over seeds with a ±1 std band, over the "
@@ -436,11 +446,12 @@ def write_figures(groups: list[Group], by: list[str], metric: str, direction: st
     """Every figure the runs have data for, as PNGs in `out`, in the order the report shows them."""
     trend = next((f for key in by if (f := figures.figure_trend(groups, key, metric, colors, direction,
                                                                  metric_bounds(metric))) is not None), None)
+    gap = "final/gap/acc" if metric.startswith("final/") else "gap/acc"  # the gap of the weights the metric describes
     made = {
         "metric": figures.figure_summary(groups, metric, colors, direction, metric_bounds(metric)),
         "trend": trend,
-        "gap": (figures.figure_summary(groups, "gap/acc", colors, "min", metric_bounds("gap/acc"),
-                                       with_differences=False) if metric != "gap/acc" else None),
+        "gap": (figures.figure_summary(groups, gap, colors, "min", metric_bounds(gap), with_differences=False)
+                if metric != gap and any(gap in g.stats for g in groups) else None),
         "learning_curves": figures.figure_learning_curves(groups, colors),
         "per_class": figures.figure_per_class(groups, colors),
         "robustness": figures.figure_robustness(groups, colors),
