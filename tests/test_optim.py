@@ -202,6 +202,11 @@ def stepped(config: dict, total_steps: int, epochs: int, steps: int, state: dict
     return optimizer, scheduler
 
 
+def saved_state(optimizer, scheduler) -> dict:
+    """What a checkpoint keeps of them, as Lightning saves it."""
+    return {"optimizer": copy.deepcopy(optimizer.state_dict()), "scheduler": copy.deepcopy(scheduler.state_dict())}
+
+
 def lrs_and_betas(optimizer) -> list[float]:
     """Every scheduled value: lr, and the betas onecycle cycles."""
     return [value for group in optimizer.param_groups for value in (group["lr"], *group["betas"])]
@@ -211,9 +216,7 @@ def lrs_and_betas(optimizer) -> list[float]:
 def test_a_resumed_schedule_keeps_the_length_of_the_resumed_run(config, recwarn):
     # Train 1 epoch of 10 steps, then resume for 2 epochs: the schedule must be the 2-epoch one from step 10 on, as if
     # the run had been started for 2 epochs (torch's load restored the 1-epoch length: lr 0 for the extra epoch).
-    optimizer, scheduler = stepped(config, 10, 1, 10)
-    state = {"optimizer": copy.deepcopy(optimizer.state_dict()), "scheduler": copy.deepcopy(scheduler.state_dict())}
-    resumed_opt, resumed = stepped(config, 20, 2, 0, state)
+    resumed_opt, resumed = stepped(config, 20, 2, 0, saved_state(*stepped(config, 10, 1, 10)))
     never_stopped_opt, never_stopped = stepped(config, 20, 2, 10)
     assert lrs_and_betas(resumed_opt) == pytest.approx(lrs_and_betas(never_stopped_opt))
     assert resumed.last_epoch == 10 and resumed_opt.param_groups[0]["lr"] > 0.01
@@ -227,9 +230,7 @@ def test_a_resumed_schedule_keeps_the_length_of_the_resumed_run(config, recwarn)
 
 @pytest.mark.parametrize("config", SCHEDULES, ids=lambda c: c["name"])
 def test_a_resume_of_the_same_length_loads_exactly_what_torch_loads(config, recwarn):
-    optimizer, scheduler = stepped(config, 20, 2, 7)
-    state = {"optimizer": copy.deepcopy(optimizer.state_dict()), "scheduler": copy.deepcopy(scheduler.state_dict())}
-    resumed_opt, resumed = stepped(config, 20, 2, 6, state)
+    resumed_opt, resumed = stepped(config, 20, 2, 6, saved_state(*stepped(config, 20, 2, 7)))
     never_stopped_opt, _ = stepped(config, 20, 2, 13)
     assert lrs_and_betas(resumed_opt) == lrs_and_betas(never_stopped_opt)  # bit-identical: exact resume
     assert not [w for w in recwarn if "max_epochs" in str(w.message)]
@@ -237,8 +238,7 @@ def test_a_resume_of_the_same_length_loads_exactly_what_torch_loads(config, recw
 
 def test_resuming_past_the_end_of_a_shorter_schedule_is_refused():
     config = SCHEDULES[2]
-    optimizer, scheduler = stepped(config, 20, 2, 20)
-    state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+    state = saved_state(*stepped(config, 20, 2, 20))
     with pytest.raises(ConfigError, match=r"trainer.max_epochs: got 'a length of 10 optimizer steps', expected at least "
                                           r"the 20 steps"):
         stepped(config, 10, 1, 0, state)
