@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import netrc
 import os
 import shutil
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_warn
@@ -55,6 +56,7 @@ class ResilientWandbLogger(WandbLogger):
             # Lightning passes anonymous=None to wandb.init, and wandb >= 0.2x warns on every run that the setting
             # has no effect; leaving it out is the same run without the warning.
             del self._wandb_init["anonymous"]
+        quiet_wandb(self._wandb_init)
 
     @property
     @rank_zero_experiment
@@ -143,6 +145,73 @@ class ResilientWandbLogger(WandbLogger):
         self._guarded(save)
 
 
+def quiet_wandb(init: dict[str, Any]) -> None:
+    """W&B's quiet mode: no ~25-line footer of history sparklines and summaries right before genlab's summary, no
+    project link; the run link (online) and the offline note stay. Set into whatever settings wandb.init gets."""
+    settings = init.get("settings")
+    if settings is None:
+        init["settings"] = {"quiet": True}
+    elif isinstance(settings, dict):
+        settings.setdefault("quiet", True)
+    else:  # a wandb.Settings object
+        settings.quiet = True
+
+
+class LightningTips(logging.Filter):
+    """Drops Lightning's advertising tips (litlogger, litmodels), logged at INFO on every run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip: For seamless" not in record.getMessage()
+
+
+def quiet_lightning_tips() -> None:
+    """Keep Lightning's informative lines (seed, devices) and drop its tips; idempotent."""
+    log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, LightningTips) for f in log.filters):
+        log.addFilter(LightningTips())
+
+
+class RunTensorBoardLogger(TensorBoardLogger):
+    """TensorBoard with a real `hp_metric`: the run's optimized metric (val/acc_best), not Lightning's placeholder -1.
+
+    The hyperparameters are written once the metric is known, at the end of fit, so TensorBoard's HPARAMS tab lists
+    each run with its value; the images the pipeline draws (augmentation grid, confusion matrix) go to the IMAGES tab.
+    """
+
+    def __init__(self, *args: Any, hp_metric: str = "val/acc_best", **kwargs: Any):
+        kwargs["default_hp_metric"] = False
+        super().__init__(*args, **kwargs)
+        self._hp_metric_key = hp_metric
+        self._hp_params: Any = None
+        self._hp_value: float | None = None
+
+    def log_hyperparams(self, params: Any, metrics: dict[str, Any] | None = None) -> None:
+        if metrics is None:
+            self._hp_params = params  # written with hp_metric in finalize
+            return
+        super().log_hyperparams(params, metrics)
+
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        if self._hp_metric_key in metrics:
+            self._hp_value = float(metrics[self._hp_metric_key])
+        super().log_metrics(metrics, step)
+
+    def finalize(self, status: str) -> None:
+        if self._hp_params is not None and self._hp_value is not None:
+            params, self._hp_params = self._hp_params, None
+            super().log_hyperparams(params, {"hp_metric": self._hp_value})
+        super().finalize(status)
+
+    def log_image_file(self, key: str, path: Path) -> None:
+        import numpy as np
+        from PIL import Image
+
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("RGB"))
+        self.experiment.add_image(key, pixels, global_step=0, dataformats="HWC")
+        self.experiment.flush()
+
+
 def wandb_credentials_available() -> bool:
     """True when W&B could log online: WANDB_API_KEY is set or `wandb login` stored a key in ~/.netrc."""
     if os.environ.get("WANDB_API_KEY"):
@@ -225,10 +294,13 @@ def finish_wandb(loggers: list) -> None:
 
 
 def log_image_file(loggers: list, key: str, path: Path) -> None:
-    """Show an image file (a PNG the pipeline wrote) on the W&B dashboard; other loggers keep it in the run dir."""
+    """Show an image file (a PNG the pipeline wrote) on the W&B dashboard and in TensorBoard's IMAGES tab; the CSV
+    record keeps it in the run dir."""
     for logger in loggers:
         if isinstance(logger, WandbLogger):
             logger.log_image(key=key, images=[str(path)])
+        elif isinstance(logger, RunTensorBoardLogger):
+            logger.log_image_file(key, path)
 
 
 def wandb_loggers(loggers: list) -> list[ResilientWandbLogger]:
