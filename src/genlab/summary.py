@@ -19,7 +19,8 @@ def describe_weights(tested: dict[str, Any]) -> str:
 
 def print_summary(title: str, metrics: dict[str, float], model: dict[str, Any], wall_time_s: float, run_dir: Path,
                   notes: list[str], tested: dict[str, dict[str, Any]] | None = None) -> None:
-    """Final metrics, model size and cost, time and where the outputs went; `notes` are extra lines (e.g. W&B sync).
+    """Final metrics, model size and cost and time in a table, then where the outputs went and `notes` (e.g. W&B sync),
+    each on a line of its own that never wraps.
 
     `model` is the run record's model entry: name, params and flops (per image, one forward pass). `tested` (a
     training run's) names the weights test/* and final/* describe; final/test/acc is shown beside test/acc.
@@ -41,11 +42,12 @@ def print_summary(title: str, metrics: dict[str, float], model: dict[str, Any], 
         ("parameters", f"{model['params']:,}"),
         ("FLOPs per image (forward)", format_flops(model["flops"])),
         ("wall time", f"{wall_time_s:.1f} s"),
-        ("outputs", str(run_dir.resolve())),
     ]
     for name, value in rows:
         table.add_row(name, value)
     console = Console()
     console.print(table)
+    # Below the table, on a line of its own: a long path in a table cell wraps mid-name, and a log cuts it at 80 columns.
+    console.print(f"outputs: {run_dir.resolve()}", soft_wrap=True, highlight=False)
     for note in notes:
         console.print(note, soft_wrap=True)
