@@ -54,7 +54,7 @@ def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path):
 def test_ddp_jobs_of_a_multirun_each_get_one_run_dir_one_result_and_one_wandb_run(tmp_path, launcher):
     sweep = tmp_path / "sweep"
     train(tmp_path, *TWO_CPU_PROCESSES, f"hydra/launcher={launcher}", "logger=wandb", "trainer.max_epochs=1",
-          "+trainer.limit_train_batches=4", "seed=1,2", f"hydra.sweep.dir={sweep}", multirun=True)
+          "trainer.limit_train_batches=4", "seed=1,2", f"hydra.sweep.dir={sweep}", multirun=True)
     job_dirs = sorted(p for p in sweep.iterdir() if p.is_dir() and (p / ".hydra").is_dir())
     assert [p.name for p in job_dirs] == ["0", "1"]
     assert [results(p)["seed"] for p in job_dirs] == [1, 2]
