@@ -32,9 +32,9 @@ def preset_command(name: str) -> str:
     return " ".join([f"model={family}", *(f"model.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in knobs.items())])
 
 
-def preset_table() -> str:
-    """A Markdown table of every preset: parameters and FLOPs for a 3x32x32 input and 10 classes."""
-    channels, size, classes = TABLE_INPUT
+def preset_table(channels: int = TABLE_INPUT[0], size: int = TABLE_INPUT[1], classes: int = TABLE_INPUT[2]) -> str:
+    """A Markdown table of every preset: parameters and FLOPs for a channels x size x size input and `classes`
+    classes (by default 3x32x32 and 10, CIFAR-10's)."""
     rows = ["| preset | command | parameters | FLOPs |", "|---|---|---:|---:|"]
     for name, (family, knobs) in PRESETS.items():
         with torch.device("meta"):  # shapes only: no memory, no init time
