@@ -2,6 +2,7 @@
 import hydra
 from omegaconf import DictConfig
 
+import genlab.hydra_callbacks  # noqa: F401  (registers the resolver conf/hydra/default.yaml names sweep dirs with)
 from genlab.cli import user_errors_exit_cleanly
 
 

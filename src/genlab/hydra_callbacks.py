@@ -12,6 +12,19 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 
+_SWEEP_NAME = {"task": "sweep"}  # set when a multirun starts, from its own (not a job's) config
+
+
+def sweep_name() -> str:
+    """${genlab_sweep_name:} in hydra.sweep.dir: the sweep's task_name (or experiment's, which sets it). Cached, and
+    the cache is copied into every job's config, so jobs that set their own task_name (experiment=glob(*)) stay in
+    the one sweep dir instead of each naming its own."""
+    return _SWEEP_NAME["task"]
+
+
+OmegaConf.register_new_resolver("genlab_sweep_name", sweep_name, use_cache=True, replace=True)
+
+
 class PrintConfig(Callback):
     """Print the composed config as YAML before a job runs (debug=default), resolved where it can be."""
 
@@ -45,9 +58,13 @@ class SweepSummary(Callback):
 
     def __init__(self) -> None:
         self._config: DictConfig | None = None
+        self._sweep_dir: Path | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._config = config
+        _SWEEP_NAME["task"] = str(config.get("task_name") or "sweep")
+        # Resolved (and cached) now, before the launcher and the jobs read it
+        self._sweep_dir = Path(str(config.hydra.sweep.dir))
         atexit.register(self._report_unless_reported)
         if "optuna" in str(OmegaConf.select(config, "hydra.sweeper._target_", default="")):
             import optuna
@@ -59,7 +76,9 @@ class SweepSummary(Callback):
 
         if self._config is None:  # not the process that runs the sweep (a submitit job): nothing to stop here
             return
-        if read_job(Path(config.hydra.runtime.output_dir)).status != "interrupted":
+        job_dir = Path(config.hydra.runtime.output_dir)
+        self._sweep_dir = job_dir.parent  # where the jobs really are
+        if read_job(job_dir).status != "interrupted":
             return
         # Lightning ignores further Ctrl+C after the first (for its own shutdown); the sweep ends now, as asked.
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -79,7 +98,7 @@ class SweepSummary(Callback):
         config, self._config = self._config, None
         if config is None:
             return 0
-        return report(Path(str(config.hydra.sweep.dir)), str(config.get("optimized_metric", "val/acc_best")),
+        return report(self._sweep_dir, str(config.get("optimized_metric", "val/acc_best")),
                       _maximizes(config), script=_script(config))
 
     def _report_unless_reported(self) -> None:
