@@ -77,7 +77,8 @@ class SweepSummary(Callback):
         if self._config is None:  # not the process that runs the sweep (a submitit job): nothing to stop here
             return
         job_dir = Path(config.hydra.runtime.output_dir)
-        self._sweep_dir = job_dir.parent  # where the jobs really are
+        if self._sweep_dir is None or self._sweep_dir.resolve() != job_dir.parent.resolve():
+            self._sweep_dir = job_dir.parent  # where the jobs really are
         if read_job(job_dir).status != "interrupted":
             return
         # Lightning ignores further Ctrl+C after the first (for its own shutdown); the sweep ends now, as asked.
