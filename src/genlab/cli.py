@@ -1,19 +1,74 @@
-"""What the entry points share: user mistakes end in one clear line, not a traceback."""
+"""What the entry points share: user mistakes end in one clear line, not a traceback, and leave no trace in run dirs."""
 from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
+from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from genlab.errors import ConfigError, DataError, RunFailed
-from genlab.resume import run_dir_for
+from genlab.resume import choose_run_dir, protect_run_dir, undo_refused_start
 from genlab.training.ddp import remember_entry_script
 
+
+def refuse(err: ConfigError) -> None:
+    """Stop before Hydra starts the job: one `error: …` line and exit code 2 (`HYDRA_FULL_ERROR=1`: the traceback).
+
+    Hydra reports an exception of its own set-up (a resolver's, the run dir's) as a traceback with exit code 1; a
+    SystemExit goes through it as is.
+    """
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise err
+    print(f"error: {err}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+def resolve_run_dir(log_dir: str, task_name: str, resume, ckpt_path, resume_dir, stamp: str) -> str:
+    """The `genlab_run_dir` resolver: `choose_run_dir`, remembered as it is before Hydra writes into it (.hydra/, the
+    log), so a refused start leaves it so. Hydra resolves it once per job (the resolver is cached on the job's config)."""
+    try:
+        run_dir, created = choose_run_dir(log_dir, task_name, resume, ckpt_path, resume_dir, stamp)
+        protect_run_dir(run_dir, created=True if created else None)
+    except ConfigError as err:
+        refuse(err)
+    return str(run_dir)
+
+
 # conf/hydra/default.yaml names the run dir with this resolver, so a resumed run writes into the run it continues.
-OmegaConf.register_new_resolver("genlab_run_dir", run_dir_for, replace=True)
+OmegaConf.register_new_resolver("genlab_run_dir", resolve_run_dir, replace=True, use_cache=True)
 remember_entry_script()  # imported by the entry points at start-up, in the process the user started
+
+# Options after which Hydra starts no job here (or starts sweep jobs in dirs of their own).
+NO_SINGLE_JOB = ("-m", "--multirun", "-c", "--cfg", "-h", "--help", "--hydra-help", "-i", "--info", "-sc",
+                 "--shell-completion", "-p", "--package")
+
+
+def run_dir_named_on_the_command_line(argv: list[str]) -> Path | None:
+    """The run dir of a single run given as `hydra.run.dir=<dir>` (the resume command, DDP workers, a user), if any."""
+    if any(arg.split("=", 1)[0] in NO_SINGLE_JOB for arg in argv):
+        return None
+    for arg in argv:
+        found = re.fullmatch(r"\+{0,2}hydra\.run\.dir=(.+)", arg)
+        if found:
+            value = found.group(1)
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            return None if "${" in value else Path(value).expanduser()
+    return None
+
+
+def protect_the_run_dir_on_the_command_line(argv: list[str]) -> None:
+    """A run dir named on the command line is not chosen by the resolver, so it is checked and remembered here, at the
+    entry point's start, before Hydra creates it or writes into it."""
+    run_dir = run_dir_named_on_the_command_line(argv)
+    if run_dir is not None:
+        try:
+            protect_run_dir(run_dir)
+        except ConfigError as err:
+            refuse(err)
 
 
 def in_multirun() -> bool:
@@ -25,16 +80,19 @@ def in_multirun() -> bool:
 def user_errors_exit_cleanly(main):
     """User mistakes and failed runs end in one `error: …` line on stderr, not a traceback.
 
-    Bad config or data: exit code 2. A failed run (results.json says why): exit code 1, except inside a multirun,
-    where the job returns NaN so the sweep goes on and the report counts it as failed.
-    `HYDRA_FULL_ERROR=1` re-raises for the full traceback.
+    Bad config or data: exit code 2, and the run dir is left as it was before the start (a new one is removed). A failed
+    run (results.json says why): exit code 1, except inside a multirun, where the job returns NaN so the sweep goes on
+    and the report counts it as failed. `HYDRA_FULL_ERROR=1` re-raises for the full traceback.
     """
+    if main.__module__ == "__main__":  # the entry script itself, as `python train.py …` started it
+        protect_the_run_dir_on_the_command_line(sys.argv[1:])
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
         try:
             return main(*args, **kwargs)
         except (ConfigError, DataError, RunFailed) as err:
+            undo_refused_start()
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
             print(f"error: {err}", file=sys.stderr, flush=True)
@@ -43,5 +101,8 @@ def user_errors_exit_cleanly(main):
                     return float("nan")
                 raise SystemExit(1) from None
             raise SystemExit(2) from None
+        except BaseException:
+            undo_refused_start()
+            raise
 
     return wrapper

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import errno
 import shutil
 import sys
 import time
@@ -27,7 +28,8 @@ from genlab.errors import ConfigError, NonFiniteLoss, RunFailed
 from genlab.models import count_flops, count_parameters
 from genlab.records import SCHEMA_VERSION, git_state, package_versions, write_json_atomic
 from genlab.summary import print_summary
-from genlab.resume import check_checkpoint_fits, checkpoint_to_resume, resume_command
+from genlab.resume import check_checkpoint_fits, checkpoint_to_resume, resume_command, start_accepted
+from genlab.training.checkpoints import checkpoint_globals, read_checkpoint, save_and_load_checkpoints_safely
 from genlab.training.ddp import isolated_distributed_job, launch_ddp_workers_as_this_job
 from genlab.training.guards import INTERRUPTIONS
 from genlab.training.loggers import (
@@ -237,7 +239,7 @@ def prepare_run_dir(run_dir: Path, params: int) -> None:
     free = shutil.disk_usage(run_dir).free
     if free < needed:
         raise ConfigError("paths.output_dir", str(run_dir),
-                          f"a disk with at least {needed / 2**20:.0f} MiB free for checkpoints, found {free / 2**20:.0f} MiB")
+                          f"a disk with at least {needed / 2**20:.1f} MiB free for checkpoints, found {free / 2**20:.1f} MiB")
 
 
 def fit_and_test(cfg: DictConfig, trainer: L.Trainer, module: ImageClassifier, datamodule: ImageDataModule,
@@ -316,12 +318,15 @@ def _run(cfg: DictConfig) -> dict[str, float]:
     datamodule.setup("fit")
     module = build_module(cfg, datamodule)
     prepare_run_dir(run_dir, count_parameters(module.net))
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     resume_from = checkpoint_to_resume(cfg.get("ckpt_path"), cfg.get("resume", False), cfg.get("resume_dir"), run_dir)
     if resume_from is not None:
         check_checkpoint_fits(resume_from, module.hparams.model, datamodule.info.name)
+    # Every check passed: only now is anything of this run written (a refused start left the run dir as it was).
+    start_accepted()
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     loggers = build_loggers(cfg.get("logger"), cfg.task_name, resumed_wandb_id(run_dir) if resume_from else None)
     trainer = build_trainer(cfg, loggers, build_callbacks(cfg.get("callbacks"), bool(loggers)))
+    save_and_load_checkpoints_safely(trainer)
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     if trainer.is_global_zero:
@@ -380,6 +385,19 @@ def fit_and_record(cfg: DictConfig, trainer: L.Trainer, module: ImageClassifier,
         write_results(status="interrupted", error=f"interrupted ({type(err).__name__}) at step {trainer.global_step}",
                       metrics={}, resume_command=how)
         raise RunFailed(f"interrupted at step {trainer.global_step}; checkpoint saved. Resume with: {how}") from None
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # Checkpoints are written whole or not at all, so the ones before are good; the partial one was removed, which
+        # leaves room for results.json.
+        last_good = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
+        why = f"out of disk space in {run_dir} at step {trainer.global_step} ({err.strerror})"
+        try:
+            write_results(status="failed", error=why, metrics={}, last_checkpoint=last_good or None)
+            marked = f"marked failed in {run_dir / 'results.json'}"
+        except OSError:
+            marked = "results.json could not be written either"
+        raise RunFailed(f"{why}; {marked}. Free some space, then resume with: {resume_command(run_dir)}") from err
     tested = tested_weights(trainer, best)
     tested["analysis"] = tested["final" if compares_last(cfg) else "test"]  # robust/*, per_class_acc, confusion matrix
     write_results(status="completed", metrics=metrics, per_class_acc=per_class, best_checkpoint=best, tested=tested)
@@ -400,7 +418,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     t0 = time.perf_counter()
     tta = bool(augmentation.tta) if augmentation is not None else False
     # One pass over the test set: compiling a network trained with model.compile would cost more than it saves.
-    module = ImageClassifier.load_from_checkpoint(ckpt, map_location="cpu", tta=tta, compile=False)
+    # Read with weights_only (a crafted checkpoint runs nothing; a truncated one is one line), then Lightning's own load.
+    read_checkpoint(ckpt)
+    with checkpoint_globals():
+        module = ImageClassifier.load_from_checkpoint(ckpt, map_location="cpu", tta=tta, compile=False, weights_only=True)
     trained_on = module.hparams.data
     if cfg.data.name != trained_on["name"]:
         raise ConfigError("data", cfg.data.name, f"data={trained_on['name']}, the data set this checkpoint was trained on")
@@ -414,6 +435,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
                           f"({trained_on.get('options')}): it predicts {module.num_classes} classes, not {datamodule.info.num_classes}")
     if trained_on.get("normalization"):  # the inputs as the model saw them in training, not as a new split's stats say
         datamodule.use_normalization(trained_on["normalization"]["mean"], trained_on["normalization"]["std"])
+    start_accepted()
     trainer = build_trainer(cfg, [], build_callbacks(cfg.get("callbacks"), have_loggers=False))
     metrics = test_metrics(trainer, module, datamodule, ckpt_path=None)
     run_dir = Path(cfg.paths.output_dir)

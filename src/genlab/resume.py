@@ -1,13 +1,25 @@
-"""Resuming runs: which run dir to continue, which checkpoint to load, and whether it fits the model."""
+"""Run dirs and resuming: each run gets a dir of its own, a resume finds the run and its newest readable checkpoint,
+the checkpoint must fit the model, and a start that is refused leaves an existing run dir as it was.
+
+Nothing here imports torch: the run dir is chosen by a Hydra resolver, before the job (and torch) starts.
+"""
 from __future__ import annotations
 
 import os
+import re
+import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from genlab.errors import ConfigError
 
 CHECKPOINT_DIR = "checkpoints"
+# conf/hydra/default.yaml stamps new run dirs ${now:%Y-%m-%d}_${now:%H-%M-%S}; a run that finds its name taken (another
+# run of the task started in the same second) adds .2, .3, ... to the stamp.
+STAMP = r"\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}"
+STAMP_LENGTH = len("2026-01-01_10-00-00")
+SUFFIX_ROOM = len(".99999")
 
 
 def wants_resume(resume: bool, ckpt_path: str | None, resume_dir: str | None) -> bool:
@@ -15,15 +27,77 @@ def wants_resume(resume: bool, ckpt_path: str | None, resume_dir: str | None) ->
     return bool(resume) or ckpt_path == "last" or bool(resume_dir)
 
 
+def _given(value: Any) -> bool:
+    return value not in (None, "None", "null", "")
+
+
+def name_max(path: Path) -> int:
+    """The longest file name the file system holding `path` (or its nearest existing parent) accepts."""
+    for folder in (path, *path.parents):
+        if folder.is_dir():
+            try:
+                return os.pathconf(folder, "PC_NAME_MAX")
+            except (OSError, ValueError):
+                break
+    return 255
+
+
+def check_task_name(task_name: Any, log_dir: str | Path = ".") -> None:
+    """task_name names run dirs (<stamp>_<task_name> under <log_dir>/runs/): one plain name that cannot leave that
+    folder and fits the file system with the time stamp in front."""
+    name = str(task_name)
+    limit = name_max(Path(log_dir)) - STAMP_LENGTH - 1 - SUFFIX_ROOM
+    if not name or "/" in name or "\\" in name or ".." in name or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise ConfigError("task_name", task_name, "a plain name without '/', '\\', '..' or control characters "
+                                                  "(it names the run dir under paths.log_dir/runs/)")
+    if len(name) > limit:
+        raise ConfigError("task_name", f"{name[:20]}... ({len(name)} characters)",
+                          f"at most {limit} characters (the file system's longest name, less the run dir's time stamp)")
+
+
 def run_dir_for(log_dir: str, task_name: str, resume: Any, ckpt_path: Any, resume_dir: Any, stamp: str) -> str:
-    """Hydra's run dir (a resolver, `genlab_run_dir`): the named or newest resumable run of the task, or a new one."""
-    if resume_dir not in (None, "None", "null", ""):
-        return str(Path(resume_dir).expanduser().resolve())
+    """Hydra's run dir (behind the `genlab_run_dir` resolver): see `choose_run_dir`."""
+    return str(choose_run_dir(log_dir, task_name, resume, ckpt_path, resume_dir, stamp)[0])
+
+
+def choose_run_dir(log_dir: str, task_name: str, resume: Any, ckpt_path: Any, resume_dir: Any,
+                   stamp: str) -> tuple[Path, bool]:
+    """(run dir, whether it was created here): the named or newest resumable run of the task, or a new dir, created
+    here and only here, so two runs started in the same second (in one process or many) never share one."""
+    if _given(resume_dir):
+        return Path(resume_dir).expanduser().resolve(), False
+    check_task_name(task_name, log_dir)
+    runs = Path(log_dir, "runs")
     if wants_resume(str(resume).lower() == "true", ckpt_path, None):
-        candidates = [d for d in Path(log_dir, "runs").glob(f"*_{task_name}") if newest_checkpoint(d) is not None]
+        candidates = [(checkpoint.stat().st_mtime, d) for d in runs_of_task(runs, task_name)
+                      if (checkpoint := newest_checkpoint(d)) is not None]
         if candidates:
-            return str(max(candidates, key=lambda d: newest_checkpoint(d).stat().st_mtime))
-    return str(Path(log_dir, "runs", f"{stamp}_{task_name}"))
+            return max(candidates)[1], False
+    return new_run_dir(runs, stamp, task_name), True
+
+
+def runs_of_task(runs: Path, task_name: str) -> list[Path]:
+    """The run dirs of exactly this task (<stamp>[.n]_<task_name>), read as names, never as a glob pattern."""
+    pattern = re.compile(rf"{STAMP}(\.\d+)?_{re.escape(str(task_name))}")
+    return [d for d in runs.iterdir() if d.is_dir() and pattern.fullmatch(d.name)] if runs.is_dir() else []
+
+
+def new_run_dir(runs: Path, stamp: str, task_name: str) -> Path:
+    """Create <runs>/<stamp>_<task_name>, or <stamp>.2_<task_name>, .3, ... when the name is taken: mkdir is atomic,
+    so the run that creates a dir owns it."""
+    name = f"{stamp}_{task_name}"
+    try:
+        runs.mkdir(parents=True, exist_ok=True)
+        for n in range(1, 100_000):
+            candidate = runs / (name if n == 1 else f"{stamp}.{n}_{task_name}")
+            try:
+                candidate.mkdir()
+                return candidate
+            except FileExistsError:
+                continue
+    except OSError as err:
+        raise ConfigError("paths.log_dir", str(runs.parent), f"a folder where run dirs can be created ({err.strerror})") from err
+    raise ConfigError("paths.log_dir", str(runs.parent), f"a folder with fewer runs named {name}")
 
 
 def resume_command(run_dir: Path) -> str:
@@ -31,9 +105,20 @@ def resume_command(run_dir: Path) -> str:
     return f"python train.py --config-dir {run_dir / '.hydra'} --config-name config hydra.run.dir={run_dir} ckpt_path=last"
 
 
+def checkpoint_is_complete(path: Path) -> bool:
+    """Whether a checkpoint file was written to its end: torch saves a zip, whose directory comes last, so a file cut
+    short by a full disk or a kill has none. (Its contents are checked when it is loaded.)"""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("/data.pkl") or name == "data.pkl" for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
+
+
 def newest_checkpoint(run_dir: Path) -> Path | None:
-    checkpoints = list((Path(run_dir) / CHECKPOINT_DIR).glob("*.ckpt"))
-    return max(checkpoints, key=lambda p: p.stat().st_mtime) if checkpoints else None
+    """The run's newest complete checkpoint: a truncated newer one (a full disk, a kill while saving) is passed over."""
+    checkpoints = sorted((Path(run_dir) / CHECKPOINT_DIR).glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
+    return next((p for p in checkpoints if checkpoint_is_complete(p)), None)
 
 
 def requeued() -> bool:
@@ -51,21 +136,111 @@ def checkpoint_to_resume(ckpt_path: str | None, resume: bool, resume_dir: str | 
     newest = newest_checkpoint(run_dir)
     if wants_resume(resume, ckpt_path, resume_dir):
         if newest is None:
+            unreadable = sorted(p.name for p in (run_dir / CHECKPOINT_DIR).glob("*.ckpt"))
+            found = f"only unreadable ones ({', '.join(unreadable)})" if unreadable else "none"
             raise ConfigError("ckpt_path" if ckpt_path == "last" else "resume", ckpt_path or resume,
-                              f"a run dir with checkpoints to resume; {run_dir / CHECKPOINT_DIR} has none")
+                              f"a run dir with checkpoints to resume; {run_dir / CHECKPOINT_DIR} has {found}")
         return newest
     return newest if requeued() else None
 
 
 def check_checkpoint_fits(checkpoint: Path, model: dict[str, Any], data_name: str) -> None:
-    """Refuse a checkpoint trained for another model, input shape, class count or data set, naming the mismatch."""
-    import torch
+    """Refuse a checkpoint trained for another model, input shape, class count or data set, naming the mismatch; one
+    that is unreadable or would run code when loaded is refused before anything reads it further."""
+    from genlab.training.checkpoints import read_checkpoint
 
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=False).get("hyper_parameters", {})
-    saved_model, saved_data = saved.get("model", {}), saved.get("data", {})
+    saved = read_checkpoint(checkpoint).get("hyper_parameters") or {}
+    saved_model, saved_data = saved.get("model") or {}, saved.get("data") or {}
+    if not saved_model:
+        raise ConfigError("ckpt_path", str(checkpoint), "a checkpoint saved by train.py (this one records no model)")
     for key in ("name", "in_channels", "num_classes", "image_size"):
         if saved_model.get(key) != model.get(key):
             raise ConfigError(f"model.{key}" if key == "name" else f"checkpoint {key}", model.get(key),
                               f"{saved_model.get(key)!r}, as in {checkpoint}")
     if saved_data.get("name") not in (None, data_name):
         raise ConfigError("data", data_name, f"data={saved_data['name']}, the data set {checkpoint} was trained on")
+
+
+# A start that is refused (a bad value, a checkpoint that does not fit, missing data) must leave an existing run dir as
+# it was, though Hydra has already written its .hydra/ files and opened its log there by then: what they were is kept
+# here, from before Hydra writes, and put back if the start is refused; a run dir this start created is removed.
+HYDRA_WRITES = (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "config.yaml")
+
+
+@dataclass
+class RunDirBefore:
+    """What a run dir held before this start touched it: Hydra's files and the sizes of the logs."""
+
+    run_dir: Path
+    created: bool  # this start created the dir
+    files: dict[str, bytes | None] = field(default_factory=dict)
+    logs: dict[str, int] = field(default_factory=dict)
+    had_hydra_dir: bool = False
+
+    @classmethod
+    def capture(cls, run_dir: Path, created: bool) -> "RunDirBefore":
+        if created:
+            return cls(run_dir, True)
+        files = {rel: (run_dir / rel).read_bytes() if (run_dir / rel).is_file() else None for rel in HYDRA_WRITES}
+        logs = {p.name: p.stat().st_size for p in run_dir.glob("*.log") if p.is_file()}
+        return cls(run_dir, False, files, logs, (run_dir / ".hydra").is_dir())
+
+    def restore(self) -> None:
+        """Put the run dir back as it was; best effort, file by file (a start that failed may have failed on the disk)."""
+        from genlab.records import write_atomic
+
+        for rel in HYDRA_WRITES:
+            path, before = self.run_dir / rel, self.files.get(rel)
+            try:
+                if before is None:
+                    path.unlink(missing_ok=True)
+                elif not path.is_file() or path.read_bytes() != before:
+                    write_atomic(path, before)
+            except OSError:
+                pass
+        for log in self.run_dir.glob("*.log"):
+            try:
+                if log.name not in self.logs:
+                    log.unlink()
+                elif log.stat().st_size > self.logs[log.name]:
+                    os.truncate(log, self.logs[log.name])
+            except OSError:
+                pass
+        for folder in ([] if self.had_hydra_dir else [self.run_dir / ".hydra"]) + ([self.run_dir] if self.created else []):
+            try:
+                folder.rmdir()  # only if empty: nothing but what this start wrote is removed
+            except OSError:
+                pass
+
+
+_before_start: RunDirBefore | None = None
+
+
+def protect_run_dir(run_dir: Path, created: bool | None = None) -> None:
+    """Remember `run_dir` as it is, before Hydra writes into it, so a refused start can leave it so. `created`: this
+    start made it (None: it is made here if missing). Refuses a dir that cannot be created, in one line."""
+    global _before_start
+    if created is None:
+        created = not run_dir.exists()
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if not run_dir.is_dir():
+                raise NotADirectoryError(20, "Not a directory")
+        except OSError as err:
+            raise ConfigError("hydra.run.dir", str(run_dir), f"a directory that can be created ({err.strerror})") from err
+    _before_start = RunDirBefore.capture(run_dir, created)
+
+
+def start_accepted() -> None:
+    """Every check of the start passed: from here on the run dir holds this run, whatever happens."""
+    global _before_start
+    _before_start = None
+
+
+def undo_refused_start() -> None:
+    """The start was refused or failed before `start_accepted`: put the run dir back as it was (remove it if this
+    start created it and it holds nothing else)."""
+    global _before_start
+    before, _before_start = _before_start, None
+    if before is not None:
+        before.restore()

@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+import torch
 
 from genlab.errors import ConfigError
 from genlab.pipeline import run
@@ -60,7 +61,7 @@ def test_the_run_dir_resolver_finds_the_newest_resumable_run_of_the_task(tmp_pat
                            ("2026-01-03_10-00-00_train", False), ("2026-01-04_10-00-00_other", True)):
         (tmp_path / "runs" / name / "checkpoints").mkdir(parents=True)
         if has_ckpt:
-            (tmp_path / "runs" / name / "checkpoints" / "last.ckpt").write_bytes(b"x")
+            torch.save({"state_dict": {}}, tmp_path / "runs" / name / "checkpoints" / "last.ckpt")
             time.sleep(0.01)
     newest = str(tmp_path / "runs" / "2026-01-02_10-00-00_train")
     assert run_dir_for(str(tmp_path), "train", "true", None, None, "now") == newest

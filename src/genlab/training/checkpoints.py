@@ -1,10 +1,82 @@
-"""Checkpoint files whose names mean what they say."""
+"""Checkpoint files whose names mean what they say, written whole or not at all, and read without running code."""
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import io
+import pickle
+import re
+from pathlib import Path
+from typing import Any, Iterator
 
 import lightning.pytorch as L
+import numpy as np
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
+
+from genlab.errors import ConfigError
+from genlab.records import write_atomic
+
+# Everything genlab saves in a checkpoint is tensors and plain values (dicts, lists, tuples, str, numbers, None; the
+# random states are kept as tensors and tuples for this reason), which torch.load(weights_only=True) reads without an
+# allow-list. Numbers that NumPy made (an np.float64 in a hyperparameter) are the one thing more a checkpoint may hold:
+# NumPy's scalar rebuilds a number from its dtype and bytes, and runs nothing.
+CHECKPOINT_GLOBALS = [np.dtype, type(np.dtype(np.float64)), type(np.dtype(np.float32)), type(np.dtype(np.int64)),
+                      type(np.dtype(np.int32)), type(np.dtype(np.bool_)), np.int64(0).__reduce__()[0]]
+
+
+@contextlib.contextmanager
+def checkpoint_globals() -> Iterator[None]:
+    """torch.load(weights_only=True) inside accepts what genlab's checkpoints hold, and nothing that runs code."""
+    with torch.serialization.safe_globals(CHECKPOINT_GLOBALS):
+        yield
+
+
+def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """A checkpoint's contents, loaded with weights_only=True: a file that would run code when unpickled (a crafted
+    checkpoint), is cut short or is not a Lightning checkpoint is refused in one line."""
+    try:
+        with checkpoint_globals():
+            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        named = re.search(r"GLOBAL (\S+)", str(err))
+        if named:
+            raise ConfigError("ckpt_path", str(path), f"a checkpoint of tensors and plain values, as genlab saves: this "
+                              f"file would call {named.group(1)} when loaded, so it is not loaded") from err
+        raise ConfigError("ckpt_path", str(path), "a readable checkpoint: the file is corrupt or not a checkpoint") from err
+    except (RuntimeError, EOFError, ValueError, OSError) as err:
+        raise ConfigError("ckpt_path", str(path), "a readable checkpoint: the file is truncated (a full disk or a kill "
+                          "while saving) or not a checkpoint") from err
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ConfigError("ckpt_path", str(path), "a checkpoint saved by train.py (this file has no state_dict)")
+    return checkpoint
+
+
+class SafeCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint I/O, but a checkpoint is written to a temp file and renamed into place (a full disk or a
+    kill while saving leaves the previous file whole, never a truncated one), with the user's umask, and read with
+    weights_only=True and genlab's allow-list, whatever the caller asks for."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if storage_options is not None or "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        write_atomic(Path(path), buffer.getbuffer())
+
+    def load_checkpoint(self, path: Any, map_location: Any = lambda storage, loc: storage,
+                        weights_only: bool | None = None) -> dict[str, Any]:
+        if "://" in str(path):
+            with checkpoint_globals():
+                return super().load_checkpoint(path, map_location, weights_only=True)
+        return read_checkpoint(path, map_location)
+
+
+def save_and_load_checkpoints_safely(trainer: L.Trainer) -> None:
+    """Have the trainer write and read its checkpoints through SafeCheckpointIO (unless a plugin of the config's own
+    handles them)."""
+    if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+        trainer.strategy.checkpoint_io = SafeCheckpointIO()
 
 
 class LastEpochCheckpoint(ModelCheckpoint):
