@@ -1,7 +1,9 @@
 """Validation of every config value, before any data is read or any model is built."""
 from __future__ import annotations
 
+import math
 import numbers
+import re
 
 from hydra.utils import get_class
 from omegaconf import DictConfig
@@ -11,10 +13,12 @@ from genlab.data.catalog import available_datasets, dataset_info, dataset_option
 from genlab.data.strategies import BALANCE_MODES, LABEL_NOISE_KINDS
 from genlab.errors import ConfigError
 from genlab.models import check_knob
+from genlab.resume import check_task_name
+from genlab.training.loggers import WANDB_LOGGER
 from genlab.training.losses import LOSSES
 from genlab.training.optim import LR_SCALING, SCHEDULERS, check_implementation, clips_under_mixed_precision
 
-# Model keys that say how the network runs, not what it is (conf/model/_common.yaml): not build_model knobs.
+# Model keys that say how the network runs, not what it is (conf/model_common.yaml): not build_model knobs.
 MODEL_RUN_KEYS = ("channels_last", "compile")
 PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64", "64-true")
 CUDA_ONLY_PRECISIONS = ("16-mixed", "16-true")
@@ -25,7 +29,8 @@ def _is_int(value: object) -> bool:
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    """A finite real number: inf and nan are never a meaningful setting (lr=inf trains to NaN)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def require(key: str, value: object, ok: bool, expected: str) -> None:
@@ -137,6 +142,8 @@ def validate_augmentation(aug: DictConfig, data: DictConfig) -> None:
 
 
 def validate_model(model: DictConfig) -> None:
+    if model.get("name") is None:  # keys alone, no family (as conf/model_common.yaml holds): nothing to build
+        raise ConfigError("model", hydra_choice("model") or "a model config without a name", f"one of {available_models()}")
     for key in model:
         if key != "name" and key not in MODEL_RUN_KEYS:
             check_knob(model.name, key, model[key])  # a knob the family lacks only as "off" (0 or none)
@@ -164,9 +171,33 @@ def validate_optimization(optimizer: DictConfig, scheduler: DictConfig, trainer:
             f"a number in [0, trainer.max_epochs={trainer.max_epochs}]")
 
 
+def available_models() -> list[str]:
+    from genlab.models.registry import available_models as registered
+
+    return sorted(registered())
+
+
+def hydra_choice(group: str) -> str | None:
+    """The option chosen for a config group on the command line, when Hydra composed this config."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().runtime.choices.get(group) if HydraConfig.initialized() else None
+
+
+# Strategies that start the ranks from inside trainer.fit (spawn/fork): each stage is a new set of processes whose
+# results Lightning passes back to the main one, and the test stage's metrics never reach the run's CSV record or
+# results.json. trainer=ddp starts every rank as a process of its own instead.
+SPAWNING_STRATEGIES = re.compile(r"ddp_(spawn|fork|notebook).*|.*_spawn")
+
+
 def validate_trainer(trainer: DictConfig, cuda_available: bool) -> None:
     epochs = trainer.max_epochs
     require("trainer.max_epochs", epochs, _is_int(epochs) and epochs >= 1, "an integer >= 1")
+    strategy = trainer.get("strategy", "auto")
+    start_method = strategy.get("start_method") if hasattr(strategy, "get") else None
+    require("trainer.strategy", strategy, not (isinstance(strategy, str) and SPAWNING_STRATEGIES.fullmatch(strategy))
+            and start_method in (None, "popen"), "ddp (trainer=ddp; on the CPU: trainer=ddp trainer.accelerator=cpu "
+            "trainer.devices=2): a spawned strategy's test stage never reaches metrics.csv and results.json")
     precision = str(trainer.precision)
     require("trainer.precision", trainer.precision, precision in PRECISIONS, f"one of {list(PRECISIONS)}")
     on_cpu = trainer.accelerator == "cpu" or (trainer.accelerator == "auto" and not cuda_available)
@@ -224,7 +255,8 @@ def validate(cfg: DictConfig, cuda_available: bool | None = None) -> None:
         import torch
 
         cuda_available = torch.cuda.is_available()
-    require("seed", cfg.seed, _is_int(cfg.seed), "an integer")
+    require("seed", cfg.seed, _is_int(cfg.seed) and 0 <= cfg.seed <= MAX_SEED, f"an integer in [0, {MAX_SEED}]")
+    check_task_name(cfg.task_name, cfg.paths.log_dir if "paths" in cfg else ".")
     validate_data(cfg.data)
     if cfg.get("augmentation") is not None:
         validate_augmentation(cfg.augmentation, cfg.data)
@@ -237,3 +269,28 @@ def validate(cfg: DictConfig, cuda_available: bool | None = None) -> None:
     validate_optimization(cfg.optimizer, cfg.scheduler, cfg.trainer)
     validate_loss(cfg.loss)
     validate_analysis(cfg.analysis)
+    if cfg.get("logger") is not None:
+        validate_loggers(cfg.logger)
+
+
+MAX_SEED = 2**32 - 1  # NumPy's seeds, and so Lightning's seed_everything, are unsigned 32-bit
+WANDB_PROJECT_FORBIDDEN = "/\\#?%:"  # as wandb.Settings refuses them, at wandb.init (after data and model are built)
+WANDB_ENTITY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def validate_loggers(loggers: DictConfig) -> None:
+    """W&B's project and entity names and its start-up wait, before training (W&B itself checks them only when the
+    run starts, and a bad name then sends the run offline)."""
+    for key, spec in loggers.items():
+        if not hasattr(spec, "get") or spec.get("_target_") != WANDB_LOGGER or not spec.get("enabled", True):
+            continue
+        project = spec.get("project")
+        require(f"logger.{key}.project", project, isinstance(project, str) and 0 < len(project) <= 128
+                and project.strip() == project and not any(c in project for c in WANDB_PROJECT_FORBIDDEN),
+                f"a W&B project name: 1 to 128 characters, none of {' '.join(WANDB_PROJECT_FORBIDDEN)}, no leading or "
+                "trailing space")
+        entity = spec.get("entity")
+        require(f"logger.{key}.entity", entity, entity is None or (isinstance(entity, str) and WANDB_ENTITY.fullmatch(entity)),
+                "null (your default entity) or a W&B user or team name: letters, digits, '_', '-' and '.'")
+        timeout = spec.get("init_timeout", 10)
+        require(f"logger.{key}.init_timeout", timeout, _is_number(timeout) and timeout > 0, "seconds > 0")

@@ -7,6 +7,7 @@ import tarfile
 import numpy as np
 import pytest
 from hydra.errors import ConfigCompositionException
+from omegaconf import open_dict
 
 from genlab.data.download import extract_tar
 from genlab.data.imagefolder import MAX_IMAGE_PIXELS, decode_image, read_image_split
@@ -79,3 +80,66 @@ def test_huge_images_are_refused_from_their_header(tmp_path):
     Image.new("1", (side, side)).save(path)  # 1-bit: a few KB on disk, 40+ MP once decoded
     with pytest.raises(DataError, match=rf"bomb.png: {side}x{side} pixels, more than"):
         decode_image(path, 8, 1)
+
+
+@pytest.mark.parametrize("override,refused", [
+    ("seed=-1", r"seed: got -1, expected an integer in \[0, 4294967295\]"),
+    ("seed=99999999999", r"seed: got 99999999999, expected an integer in \[0, 4294967295\]"),
+    ("optimizer.lr=inf", r"optimizer.lr: got inf, expected a number > 0"),
+    ("trainer.strategy=ddp_spawn", r"trainer.strategy: got 'ddp_spawn', expected ddp \(trainer=ddp"),
+    ("data.train_size=5", r"data.train_size: got 5, expected at least 10 training images, one per class"),
+    ("logger=wandb logger.wandb.project=team/proj", r"logger.wandb.project: got 'team/proj', expected a W&B project name"),
+    ("logger=wandb logger.wandb.entity='my team'", r"logger.wandb.entity: got 'my team', expected null"),
+])
+def test_bad_values_are_one_line_before_anything_runs(make_cfg, tmp_path, override, refused):
+    with pytest.raises(ConfigError, match=rf"^{refused}"):
+        run(make_cfg(*override.split(" ", 1) if override.startswith("logger") else [override]))
+    assert not (tmp_path / "run" / "results.json").exists()
+
+
+def test_the_shared_keys_files_are_no_option_of_their_group(make_cfg):
+    """model=_common ran as a model without a name (a traceback in build_model); the files of shared keys now live
+    beside the groups, so no group lists them as an option, and a model config without a name is refused."""
+    for group in ("model", "data", "augmentation"):
+        with pytest.raises(ConfigCompositionException) as err:
+            make_cfg(f"{group}=nope")
+        assert "_common" not in str(err.value) and f"Could not find '{group}/nope'" in str(err.value)
+    cfg = make_cfg()
+    with open_dict(cfg):
+        del cfg.model["name"]
+    with pytest.raises(ConfigError, match=r"^model: got 'a model config without a name', expected one of \['alexnet'"):
+        run(cfg)
+
+
+def test_cifar_batches_whose_labels_are_numpy_ints_load(tmp_path):
+    import pickle
+
+    from genlab.data.cifar import read_cifar_batches
+
+    labels = [np.int64(i % 10) for i in range(12)]
+    batch = {b"labels": labels, b"data": np.zeros((12, 3072), np.uint8), b"batch_label": b"re-saved"}
+    with open(tmp_path / "data_batch_1", "wb") as f:
+        pickle.dump(batch, f, protocol=2)
+    images, read = read_cifar_batches([tmp_path / "data_batch_1"], b"labels", 10)
+    assert images.shape == (12, 32, 32, 3) and read.tolist() == [i % 10 for i in range(12)]
+
+
+def test_compare_skips_counts_and_names_a_cut_off_results_json(tmp_path, capsys):
+    import json
+
+    import yaml
+
+    from genlab.analysis.report import main as compare
+
+    for i, (seed, acc) in enumerate([(1, 0.90), (2, 0.92), (3, 0.91)]):
+        run_dir = tmp_path / "sweep" / str(i)
+        run_dir.mkdir(parents=True)
+        (run_dir / "results.json").write_text(json.dumps({"schema_version": 1, "status": "completed", "seed": seed,
+                                                          "metrics": {"test/acc": acc, "final/test/acc": acc}}))
+        (run_dir / "config.yaml").write_text(yaml.safe_dump({"seed": seed, "model": {"name": "simple_cnn"}}))
+    cut = tmp_path / "sweep" / "3"
+    cut.mkdir()
+    (cut / "results.json").write_text('{"schema_version": 1, "status": "compl')  # a kill while it was written
+    out = compare([str(tmp_path / "sweep")])
+    assert f"warning: skipped 1 run dir whose results.json is cut off or not a JSON record: {cut}" in capsys.readouterr().err
+    assert "3 runs" in (out / "report.md").read_text()

@@ -5,6 +5,7 @@ import csv
 import glob
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,7 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def find_run_dirs(paths: list[str]) -> list[Path]:
-    """Run dirs (holding results.json) named directly, found below multirun dirs, or matched by globs."""
+    """Run dirs (holding a readable results.json) named directly, found below multirun dirs, or matched by globs."""
     found: set[Path] = set()
     for pattern in paths:
         matches = [Path(p) for p in glob.glob(pattern)] or [Path(pattern)]
@@ -68,7 +69,23 @@ def find_run_dirs(paths: list[str]) -> list[Path]:
                 found.add(path.resolve())
             elif path.is_dir():
                 found.update(r.parent.resolve() for r in path.rglob("results.json") if "wandb" not in r.parts)
-    return sorted(found)
+    return readable_run_dirs(sorted(found))
+
+
+def readable_run_dirs(run_dirs: list[Path]) -> list[Path]:
+    """The run dirs whose results.json reads as a record. The others (cut off by a kill or a full disk, as older
+    versions could leave it, or edited by hand) are skipped, and one line on stderr counts and names them."""
+    readable, skipped = [], []
+    for run_dir in run_dirs:
+        try:
+            ok = isinstance(json.loads((run_dir / "results.json").read_text()), dict)
+        except (OSError, ValueError):  # ValueError: a JSONDecodeError, or bytes that are not UTF-8
+            ok = False
+        (readable if ok else skipped).append(run_dir)
+    if skipped:
+        print(f"warning: skipped {len(skipped)} run dir{'s' * (len(skipped) > 1)} whose results.json is cut off or not a "
+              f"JSON record: {', '.join(map(str, skipped))}", file=sys.stderr, flush=True)
+    return readable
 
 
 def load_local_run(run_dir: Path) -> Run:

@@ -53,10 +53,13 @@ CIFAR100_INFO = DatasetInfo(
     std=(0.2673, 0.2564, 0.2762), class_names=CIFAR100_FINE_NAMES, flips_keep_label=True,
 )
 
-# The batches are pickles; only numpy's array reconstruction is allowed to run while loading them.
+# The batches are pickles; only numpy's array and number reconstruction is allowed to run while loading them (labels
+# re-saved as numpy ints are numpy scalars: a dtype and its bytes).
 _ALLOWED_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
     ("_codecs", "encode"),  # how Python 3 writes bytes into protocol-2 pickles
@@ -69,6 +72,8 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"forbidden global {module}.{name}")
         if name == "_reconstruct":
             return np.ndarray.__reduce__(np.empty(0))[0]  # numpy's own reconstructor, whatever its module path
+        if name == "scalar":
+            return np.int64(0).__reduce__()[0]
         if module == "_codecs":
             import codecs
 

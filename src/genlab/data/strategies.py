@@ -5,6 +5,7 @@ validation split is carved out, so validation and test sets keep their original 
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -128,6 +129,11 @@ class TrainingSetPlan:
         size = self.train_size if self.train_size is not None else int(np.floor(self.train_fraction * len(labels) + 0.5))
         if size > len(labels):
             raise ConfigError("data.train_size", self.train_size, f"at most {len(labels)}, the training images left after the validation split")
+        present = np.unique(labels)
+        if size < len(present):  # fewer images than classes: some classes would have none, whatever the draw
+            key, value = ("data.train_size", self.train_size) if self.train_size is not None else ("data.train_fraction", self.train_fraction)
+            raise ConfigError(key, value, f"at least {len(present)} training images, one per class ({size} would leave "
+                              f"{len(present) - size} of the {len(present)} classes without any)")
         if size < len(labels):
             kept = stratified_subset(labels, max(size, 1), seed + _SUBSET)
         if self.imbalance > 1:
@@ -138,6 +144,10 @@ class TrainingSetPlan:
             train_labels, redrawn = corrupt_labels(train_labels, self.label_noise, num_classes, seed, self.label_noise_kind)
         counts = np.bincount(train_labels, minlength=num_classes)
         clean_counts = np.bincount(labels[kept], minlength=num_classes)
+        emptied = [int(c) for c in present if clean_counts[c] == 0]
+        if emptied:
+            warnings.warn(f"data: classes {emptied} have no training images in the {len(kept)} kept (data.train_size, "
+                          "train_fraction or imbalance); the model never sees them in training")
         record = {
             **asdict(self),
             "train_images": len(kept),
