@@ -49,9 +49,13 @@ class ResilientWandbLogger(WandbLogger):
     switched off for the rest of the run. metrics.csv keeps everything either way.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any):
+    def __init__(self, *args: Any, init_timeout: float = 10, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._broken = False
+        # How long wandb.init may wait for the server before the run goes offline (W&B's own default, 90 s, stalls a
+        # run with a key but no network for a minute and a half).
+        self._init_timeout = float(init_timeout)
+        set_wandb_setting(self._wandb_init, "init_timeout", self._init_timeout)
         if self._wandb_init.get("anonymous") is None:
             # Lightning passes anonymous=None to wandb.init, and wandb >= 0.2x warns on every run that the setting
             # has no effect; leaving it out is the same run without the warning.
@@ -66,7 +70,8 @@ class ResilientWandbLogger(WandbLogger):
         except Exception as err:  # any failure of wandb.init: network, auth, service
             if self._offline:
                 raise
-            self._go_offline(f"W&B could not start online ({err})")
+            self._go_offline(f"W&B could not start online within {self._init_timeout:g} s "
+                             f"(logger.wandb.init_timeout): {one_line(err)}")
             return super().experiment
 
     @property
@@ -74,7 +79,6 @@ class ResilientWandbLogger(WandbLogger):
         return self._offline
 
     def _go_offline(self, why: str) -> None:
-        rank_zero_warn(f"{why}; logging to W&B offline instead (upload later with `wandb sync`). Training goes on.")
         self._offline = True
         self._wandb_init["mode"] = "offline"
         if self._experiment is not None:
@@ -84,6 +88,8 @@ class ResilientWandbLogger(WandbLogger):
             except Exception:  # the failing run may not even finish; the offline one takes over regardless
                 pass
             self._experiment = None
+        folder = Path(self.save_dir or ".") / "wandb" / f"offline-run-*-{self._wandb_init.get('id') or '*'}"
+        rank_zero_warn(f"{why}; logging to W&B offline instead, upload later with: wandb sync {folder}. Training goes on.")
 
     def _guarded(self, method, *args: Any, **kwargs: Any) -> None:
         if self._broken:
@@ -96,7 +102,7 @@ class ResilientWandbLogger(WandbLogger):
                 self._broken = True
                 rank_zero_warn(f"W&B logging failed offline too ({err}); W&B is off for the rest of this run.")
                 return
-            self._go_offline(f"W&B logging failed ({err})")
+            self._go_offline(f"W&B logging failed ({one_line(err)})")
         self._guarded(method, *args, **kwargs)
 
     def log_metrics(self, metrics, step=None) -> None:
@@ -143,6 +149,23 @@ class ResilientWandbLogger(WandbLogger):
                     shutil.copyfile(path, folder / path.name)
 
         self._guarded(save)
+
+
+def one_line(err: BaseException, limit: int = 300) -> str:
+    """An error as one line: W&B's span several (the request, each retry)."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def set_wandb_setting(init: dict[str, Any], key: str, value: Any) -> None:
+    """Set a wandb.Settings field in the arguments wandb.init will get, whatever form its settings have there."""
+    settings = init.get("settings")
+    if settings is None:
+        init["settings"] = {key: value}
+    elif isinstance(settings, dict):
+        settings[key] = value
+    else:  # a wandb.Settings object
+        setattr(settings, key, value)
 
 
 def quiet_wandb(init: dict[str, Any]) -> None:

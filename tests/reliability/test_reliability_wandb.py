@@ -1,0 +1,60 @@
+"""W&B without a network: with a key set, the start waits a bounded time (logger.wandb.init_timeout, not W&B's 90 s),
+then the run logs offline and says so, and how to sync, in one line; the key is never written."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+from genlab.training.loggers import ResilientWandbLogger
+
+from conftest import REPO
+
+FAKE_KEY = "local-fake0123456789abcdef0123456789abcdef01"  # never valid anywhere: tests stay off the network
+
+
+def test_the_wait_for_the_wandb_server_is_a_setting(make_cfg, tmp_path):
+    cfg = make_cfg("logger=wandb", fast=False)
+    assert 0 < cfg.logger.wandb.init_timeout <= 10
+    logger = ResilientWandbLogger(project="genlab", save_dir=str(tmp_path), offline=False, init_timeout=3)
+    assert logger._wandb_init["settings"]["init_timeout"] == 3
+
+
+def test_going_offline_is_one_line_with_the_sync_command(tmp_path, monkeypatch):
+    import wandb
+
+    def init(**kwargs):
+        if kwargs.get("mode") != "offline":  # W&B's errors span lines: the request, then each retry
+            raise wandb.errors.CommError("Failed to get resume status: context deadline exceeded\nwhile retrying: "
+                                         "Post \"http://127.0.0.1:9/graphql\": connection refused")
+        return SimpleNamespace(id=kwargs.get("id") or "abc123", dir=str(tmp_path / "wandb" / "offline-run-x-abc123" / "files"))
+
+    monkeypatch.setattr(wandb, "init", init)
+    monkeypatch.setattr(wandb, "run", None)
+    logger = ResilientWandbLogger(project="genlab", save_dir=str(tmp_path), offline=False, init_timeout=2)
+    with pytest.warns(UserWarning) as shown:
+        assert logger.experiment.id == "abc123"
+    (message,) = [str(w.message) for w in shown]
+    assert "\n" not in message
+    assert message.startswith("W&B could not start online within 2 s (logger.wandb.init_timeout): Failed to get resume")
+    assert f"upload later with: wandb sync {tmp_path}/wandb/offline-run-*" in message and logger.offline
+
+
+@pytest.mark.slow
+def test_a_key_and_no_network_goes_offline_after_the_timeout_and_writes_no_key(tmp_path):
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_API_KEY": FAKE_KEY,
+           "WANDB_BASE_URL": "http://127.0.0.1:9"}  # loopback's discard port: refused at once, nothing leaves the machine
+    env.pop("WANDB_MODE", None)
+    run_dir = tmp_path / "run"
+    result = subprocess.run([sys.executable, str(REPO / "train.py"), "logger=wandb", "logger.wandb.init_timeout=2",
+                             "trainer.max_epochs=1", "analysis.robustness=false", f"hydra.run.dir={run_dir}"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    said = [line for line in (result.stderr + result.stdout).splitlines() if "W&B could not start online" in line]
+    assert len(said) == 1 and "within 2 s" in said[0] and f"wandb sync {run_dir}/wandb/offline-run-" in said[0], said
+    assert list((run_dir / "wandb").glob("offline-run-*"))
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert written and not [p for p in written if FAKE_KEY.encode() in p.read_bytes()]
