@@ -80,6 +80,20 @@ def test_float16_autocast_is_rejected_on_cpu(make_cfg):
         validate(make_cfg("trainer.precision=16-mixed", "trainer=cpu"), cuda_available=False)
 
 
+def test_lightnings_precision_aliases_are_accepted_and_mean_what_lightning_says(make_cfg):
+    from genlab.pipeline import build_trainer
+
+    cfg = make_cfg("trainer.precision=bf16", "trainer=cpu")
+    validate(cfg, cuda_available=False)
+    assert build_trainer(cfg, [], []).precision == "bf16-mixed"
+    validate(make_cfg("trainer.precision=16", "trainer=gpu"), cuda_available=True)  # 16-mixed, Lightning's alias
+    with pytest.raises(ConfigError, match=r"trainer.precision: got 16, expected .*CUDA"):
+        validate(make_cfg("trainer.precision=16", "trainer=cpu"), cuda_available=False)
+    with pytest.raises(ConfigError, match=r"optimizer.implementation: got 'fused'.*Lightning does not clip"):
+        validate(make_cfg("optimizer.implementation=fused", "trainer.precision=bf16", "trainer.gradient_clip_val=1.0"),
+                 cuda_available=False)
+
+
 def test_fused_with_clipping_under_mixed_precision_is_rejected_before_training(make_cfg):
     cfg = make_cfg("optimizer.implementation=fused", "trainer.precision=bf16-mixed", "trainer.gradient_clip_val=1.0")
     with pytest.raises(ConfigError, match=r"optimizer.implementation: got 'fused'.*Lightning does not clip"):

@@ -20,8 +20,9 @@ from genlab.training.optim import LR_SCALING, SCHEDULERS, check_implementation, 
 
 # Model keys that say how the network runs, not what it is (conf/model_common.yaml): not build_model knobs.
 MODEL_RUN_KEYS = ("channels_last", "compile")
-PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64", "64-true")
-CUDA_ONLY_PRECISIONS = ("16-mixed", "16-true")
+# "16" and "bf16" are Lightning's own aliases of 16-mixed and bf16-mixed.
+PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64", "64-true", "16", "bf16")
+CUDA_ONLY_PRECISIONS = ("16-mixed", "16-true", "16")
 
 
 def _is_int(value: object) -> bool:

@@ -11,6 +11,10 @@ from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from genlab.cli import refuse
+from genlab.errors import ConfigError
+from genlab.resume import check_task_name
+
 
 _SWEEP_NAME = {"task": "sweep"}  # set when a multirun starts, from its own (not a job's) config
 
@@ -63,6 +67,10 @@ class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._config = config
         _SWEEP_NAME["task"] = str(config.get("task_name") or "sweep")
+        try:  # it names the sweep dir, which the launcher creates next: it must not leave outputs/multirun
+            check_task_name(_SWEEP_NAME["task"])
+        except ConfigError as err:
+            refuse(err)
         # Resolved (and cached) now, before the launcher and the jobs read it
         self._sweep_dir = Path(str(config.hydra.sweep.dir))
         atexit.register(self._report_unless_reported)

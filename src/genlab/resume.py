@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from genlab.errors import ConfigError
 
 CHECKPOINT_DIR = "checkpoints"
@@ -244,3 +246,14 @@ def undo_refused_start() -> None:
     before, _before_start = _before_start, None
     if before is not None:
         before.restore()
+
+
+def log_dir_for(root_dir: str, fast_dev_run: Any) -> str:
+    """The `genlab_log_dir` resolver (paths.log_dir): <root>/outputs, and <root>/outputs/debug for a fast_dev_run run,
+    as for debug=…, so `compare.py 'outputs/runs/*'` never counts a smoke check as a result."""
+    debugging = str(fast_dev_run).lower() not in ("false", "0", "none", "null")
+    return str(Path(root_dir) / "outputs" / ("debug" if debugging else ""))
+
+
+# Registered here, where every process that composes or resolves a genlab config imports it from (cli, pipeline).
+OmegaConf.register_new_resolver("genlab_log_dir", log_dir_for, replace=True)

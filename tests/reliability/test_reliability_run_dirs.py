@@ -109,3 +109,17 @@ def test_a_refused_new_run_is_one_line_exit_2_and_writes_nothing(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == ["error: seed: got -1, expected an integer in [0, 4294967295]"]
     assert not list((tmp_path / "outputs" / "runs").iterdir())
+
+
+@pytest.mark.slow
+def test_a_sweep_whose_task_name_would_leave_outputs_is_one_line_exit_2_and_creates_nothing(tmp_path):
+    result = cli("-m", "task_name=../../escaped", "seed=1,2", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].startswith("error: task_name: got '../../escaped', expected a plain")
+    assert not (tmp_path / "outputs" / "multirun").exists() and not (tmp_path.parent / "escaped").exists()
+
+
+@pytest.mark.parametrize("fast_dev_run,under", [("true", "outputs/debug"), ("2", "outputs/debug"), ("false", "outputs")])
+def test_a_fast_dev_run_writes_under_outputs_debug_where_no_report_looks(tmp_path, fast_dev_run, under):
+    cfg = compose_config([f"trainer.fast_dev_run={fast_dev_run}"], tmp_path / "run")
+    assert cfg.paths.log_dir == str(Path(cfg.paths.root_dir) / under)

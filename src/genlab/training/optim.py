@@ -20,7 +20,7 @@ SCALING_KEYS = ("lr_scaling", "base_batch_size")
 IMPLEMENTATIONS = ("auto", "fused", "foreach", "for_loop")
 # Lightning's MixedPrecision plugin refuses to clip the gradients of an optimizer that unscales them in its own step,
 # which torch's fused optimizers do (lightning/pytorch/plugins/precision/amp.py, clip_gradients), under bf16 too.
-MIXED_PRECISIONS = ("16-mixed", "bf16-mixed")
+MIXED_PRECISIONS = ("16-mixed", "bf16-mixed", "16", "bf16")  # with Lightning's aliases of the two
 
 
 def scales_learning_rate(config: dict[str, Any]) -> bool:
