@@ -62,3 +62,16 @@ def test_ddp_jobs_of_a_multirun_each_get_one_run_dir_one_result_and_one_wandb_ru
     # no stray dirs from the second process of each job (the W&B run's own copy, genlab/results.json, aside)
     assert len([p for p in sweep.rglob("results.json") if "wandb" not in p.parts]) == 2
     assert [len(list(p.glob("wandb/offline-run-*"))) for p in job_dirs] == [1, 1]  # rank zero's run only
+
+
+@pytest.mark.parametrize("argv0,recorded", [("/repo/train.py", "/repo/train.py"), ("-c", None),
+                                            ("/venv/lib/pytest/__main__.py", None)])
+def test_only_an_entry_script_is_remembered_for_the_ddp_workers(monkeypatch, argv0, recorded):
+    # A pytest-xdist worker (argv[0] '-c') importing genlab set it for every train.py it started, whose DDP workers
+    # then ran '<cwd>/-c' and died: only train.py or eval.py may record themselves.
+    from genlab.training import ddp
+
+    monkeypatch.delenv(ddp.ENTRY_SCRIPT_ENV, raising=False)
+    monkeypatch.setattr("sys.argv", [argv0])
+    ddp.remember_entry_script()
+    assert os.environ.get(ddp.ENTRY_SCRIPT_ENV) == recorded

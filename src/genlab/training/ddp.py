@@ -18,13 +18,18 @@ from typing import Sequence
 ENTRY_SCRIPT_ENV = "GENLAB_ENTRY_SCRIPT"
 
 
+ENTRY_SCRIPTS = ("train.py", "eval.py")
+
+
 def remember_entry_script() -> None:
     """Record the script the user ran (train.py) for the job's DDP workers; the job's processes inherit it.
 
     Launchers may run a job through a script of their own (submitit's `_submit.py`), so `sys.argv[0]` inside the job
-    is not the script the workers must re-run.
+    is not the script the workers must re-run. Only an entry script records itself: any other process that imports
+    genlab (a test runner's worker, started as `python -c`) would hand its own argv[0] to the runs it starts.
     """
-    os.environ.setdefault(ENTRY_SCRIPT_ENV, os.path.abspath(sys.argv[0]))
+    if os.path.basename(sys.argv[0]) in ENTRY_SCRIPTS:
+        os.environ.setdefault(ENTRY_SCRIPT_ENV, os.path.abspath(sys.argv[0]))
 
 
 def job_worker_command(local_rank: int) -> tuple[Sequence[str], str]:
