@@ -86,7 +86,8 @@ def test_tensorboard_gets_the_images_and_a_real_hp_metric(make_cfg):
     from genlab.pipeline import run
 
     cfg = make_cfg("logger=tensorboard", "trainer.max_epochs=1", "trainer.limit_train_batches=4",
-                   "analysis.robustness=false", "augmentation.preview_images=8")
+                   "analysis.robustness=false", "augmentation.preview_images=8",
+                   "analysis.confusion_matrix=true")
     metrics = run(cfg)
     events = EventAccumulator(str(Path(cfg.paths.output_dir) / "tensorboard"), size_guidance={"images": 0}).Reload()
     assert {"augmentation/samples", "confusion_matrix"} <= set(events.Tags()["images"])

@@ -14,7 +14,7 @@ from conftest import write_cifar10
 
 
 def test_default_run_learns_digits_and_writes_the_run_record(make_cfg):
-    cfg = make_cfg("trainer.max_epochs=8")
+    cfg = make_cfg("trainer.max_epochs=8", "analysis.confusion_matrix=true")
     metrics = run(cfg)
     assert metrics["test/acc"] >= 0.9  # real digits, real training
     run_dir = Path(cfg.paths.output_dir)

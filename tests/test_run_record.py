@@ -68,7 +68,8 @@ def finished_run(tmp_path_factory):
     and last.ckpt must not follow it; val_size 0.3 where eval.py's default is 0.1; W&B offline beside the CSV."""
     run_dir = tmp_path_factory.mktemp("record") / "run"
     cfg = compose_config([*FAST, "logger=default", "trainer.max_epochs=3", "callbacks.model_checkpoint.mode=max",
-                          "data.val_size=0.3", "analysis.corruptions=[contrast]", "analysis.severities=[1]"], run_dir)
+                          "data.val_size=0.3", "analysis.corruptions=[contrast]", "analysis.severities=[1]",
+                          "analysis.confusion_matrix=true"], run_dir)
     metrics = run(cfg)
     return run_dir, metrics, json.loads((run_dir / "results.json").read_text())
 
@@ -153,7 +154,8 @@ def test_a_study_of_last_epochs_analyses_the_last_epochs_weights(tmp_path):
     # checkpoint chosen early (the highest val loss), the per-class accuracies add up to final/test/acc, not test/acc.
     run_dir = tmp_path / "run"
     run(compose_config([*FAST, "trainer.max_epochs=3", "callbacks.model_checkpoint.mode=max",
-                        "analysis.compared_weights=last", "analysis.corruptions=[contrast]", "analysis.severities=[1]"],
+                        "analysis.compared_weights=last", "analysis.corruptions=[contrast]", "analysis.severities=[1]",
+                        "analysis.confusion_matrix=true"],
                        run_dir))
     record = json.loads((run_dir / "results.json").read_text())
     assert record["tested"]["analysis"] == record["tested"]["final"] == {"weights": "last", "epoch": 2}
