@@ -100,10 +100,11 @@ def test_bad_values_are_one_line_before_anything_runs(make_cfg, tmp_path, overri
 def test_the_shared_keys_files_are_no_option_of_their_group(make_cfg):
     """model=_common ran as a model without a name (a traceback in build_model); the files of shared keys now live
     beside the groups, so no group lists them as an option, and a model config without a name is refused."""
-    for group in ("model", "data", "augmentation"):
+    for group in ("model", "data", "augmentation", "regularization"):
         with pytest.raises(ConfigCompositionException) as err:
             make_cfg(f"{group}=nope")
         assert "_common" not in str(err.value) and f"Could not find '{group}/nope'" in str(err.value)
+        assert "_baseline" not in str(err.value)  # regularization's shared switch-offs are no preset either
     cfg = make_cfg()
     with open_dict(cfg):
         del cfg.model["name"]
