@@ -71,6 +71,28 @@ def protect_the_run_dir_on_the_command_line(argv: list[str]) -> None:
             refuse(err)
 
 
+# group=option[,option…] as typed; sweeps' glob(…)/choice(…)/range(…) and interpolations are Hydra's to read.
+GROUP_CHOICE = re.compile(r"\+{0,2}(?P<group>[A-Za-z_]\w*)=(?P<options>[\w.-]+(?:,[\w.-]+)*)")
+
+
+def unknown_option(argv: list[str], conf_dir: Path) -> ConfigError | None:
+    """The first `group=option` whose option is not a file of the group in `conf_dir`, as a ConfigError listing the
+    options. Not checked where another config dir may add options (--config-dir, --config-path) or for Hydra's own
+    groups (hydra/launcher=… comes from plugins)."""
+    if any(arg.split("=", 1)[0] in ("-cd", "--config-dir", "-cp", "--config-path") for arg in argv):
+        return None
+    for arg in argv:
+        found = GROUP_CHOICE.fullmatch(arg)
+        folder = conf_dir / found.group("group") if found else None
+        if folder is None or not folder.is_dir():
+            continue
+        options = sorted(path.stem for path in folder.glob("*.yaml"))
+        for option in found.group("options").split(","):
+            if option not in options and option != "null":
+                return ConfigError(found.group("group"), option, f"one of {options}")
+    return None
+
+
 def in_multirun() -> bool:
     from hydra.core.hydra_config import HydraConfig
 
@@ -85,6 +107,10 @@ def user_errors_exit_cleanly(main):
     and the report counts it as failed. `HYDRA_FULL_ERROR=1` re-raises for the full traceback.
     """
     if main.__module__ == "__main__":  # the entry script itself, as `python train.py …` started it
+        # An unknown option is one line before Hydra answers with its own several (model=nope, model=_common).
+        wrong = unknown_option(sys.argv[1:], Path(sys.modules["__main__"].__file__).resolve().parent / "conf")
+        if wrong is not None:
+            refuse(wrong)
         protect_the_run_dir_on_the_command_line(sys.argv[1:])
 
     @functools.wraps(main)

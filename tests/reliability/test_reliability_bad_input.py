@@ -144,3 +144,21 @@ def test_compare_skips_counts_and_names_a_cut_off_results_json(tmp_path, capsys)
     out = compare([str(tmp_path / "sweep")])
     assert f"warning: skipped 1 run dir whose results.json is cut off or not a JSON record: {cut}" in capsys.readouterr().err
     assert "3 runs" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["model=nope"], "model: got 'nope', expected one of ['alexnet', 'googlenet',"),
+    (["seed=3", "model=_common"], "model: got '_common', expected one of ['alexnet',"),
+    (["-m", "regularization=none,dropuot"], "regularization: got 'dropuot', expected one of ['all', 'batchnorm',"),
+    (["+model=resnet", "data=cifar10", "model.depth=20"], None),
+    (["-m", "experiment=glob(*)", "debug=fdr"], None),  # Hydra's sweep syntax is Hydra's to read
+    (["hydra/launcher=submitit_local"], None),           # a plugin's option, not a file of conf/
+    (["--config-dir", "/x/.hydra", "model=mine"], None),  # another config dir may add options
+])
+def test_an_unknown_group_option_is_named_in_one_line_with_the_options(argv, expected):
+    from genlab.cli import unknown_option
+
+    from conftest import CONF_DIR
+
+    wrong = unknown_option(argv, CONF_DIR)
+    assert (None if wrong is None else str(wrong)[:len(expected)]) == expected
