@@ -20,7 +20,7 @@ class StopOnNonFiniteLoss(L.Callback):
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is not None and not torch.isfinite(loss).all():
             raise NonFiniteLoss(f"train/loss is {loss.item()} at step {trainer.global_step - 1} (epoch {trainer.current_epoch}, "
-                                f"batch {batch_idx}); try a lower optimizer.lr or regularization.max_grad_norm")
+                                f"batch {batch_idx}); try a lower optimizer.lr or trainer.gradient_clip_val")
 
 
 INTERRUPTED_CHECKPOINT = "interrupted.ckpt"
