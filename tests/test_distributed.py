@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from scripts import run_script
 
 COMMON = ["data=digits", "trainer.max_epochs=2", "trainer.deterministic=true", "logger=csv",
           "analysis.robustness=false", "analysis.confusion_matrix=false", "augmentation.preview_images=0",
@@ -20,8 +19,7 @@ TWO_CPU_PROCESSES = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=
 
 def train(cwd: Path, *args: str, multirun: bool = False) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "offline", "NO_ALBUMENTATIONS_UPDATE": "1", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, str(REPO / "train.py"), *(["-m"] if multirun else []), *COMMON, *args]
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    result = run_script("train.py", *(["-m"] if multirun else []), *COMMON, *args, cwd=cwd, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 

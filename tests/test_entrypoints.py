@@ -11,20 +11,26 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
+from scripts import run_script
 
 
 SECRET = "dummy0123456789abcdef0123456789abcdef9999"  # a W&B key that must never be written anywhere
 
 
-def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "offline", "NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_API_KEY": SECRET}
-    return subprocess.run([sys.executable, str(REPO / args[0]), *args[1:]], cwd=cwd, env=env, capture_output=True,
+def with_key() -> dict[str, str]:
+    return {**os.environ, "WANDB_MODE": "offline", "NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_API_KEY": SECRET}
+
+
+def start_fresh(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """`python script args` as a user starts it: a new interpreter, whose imports may print warnings too (the other
+    tests fork their runs from a server that has done the imports: see scripts.py)."""
+    return subprocess.run([sys.executable, str(REPO / args[0]), *args[1:]], cwd=cwd, env=with_key(), capture_output=True,
                           text=True, timeout=300)
 
 
 @pytest.mark.slow
 def test_train_then_eval_reproduces_the_test_accuracy(tmp_path):
-    trained = run_script("train.py", "trainer.max_epochs=5", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    trained = start_fresh("train.py", "trainer.max_epochs=5", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr[-3000:]
     record = json.loads((tmp_path / "run" / "results.json").read_text())
     assert "Run summary" in trained.stdout and "test accuracy" in trained.stdout
@@ -32,7 +38,7 @@ def test_train_then_eval_reproduces_the_test_accuracy(tmp_path):
     # No surprises: a default run prints no warning, neither Python's (path:line: message) nor W&B's.
     assert not re.search(r"\.py:\d+: |wandb: WARNING", trained.stderr + trained.stdout), trained.stderr[-3000:]
     evaluated = run_script("eval.py", f"ckpt_path={record['best_checkpoint']}", f"hydra.run.dir={tmp_path / 'eval'}",
-                           cwd=tmp_path)
+                           cwd=tmp_path, env=with_key())
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     again = json.loads((tmp_path / "eval" / "eval_results.json").read_text())
     assert again["metrics"]["test/acc"] == pytest.approx(record["metrics"]["test/acc"], abs=1e-6)
@@ -42,7 +48,7 @@ def test_train_then_eval_reproduces_the_test_accuracy(tmp_path):
 
 
 def test_bad_value_stops_with_one_line_and_no_traceback(tmp_path):
-    result = run_script("train.py", "optimizer.lr=-1", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    result = run_script("train.py", "optimizer.lr=-1", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, env=with_key())
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == "error: optimizer.lr: got -1, expected a number > 0"
     assert "Traceback" not in result.stderr and not (tmp_path / "run" / "results.json").exists()

@@ -12,8 +12,6 @@ import json
 import os
 import re
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from omegaconf import OmegaConf, open_dict
 from genlab.pipeline import evaluate, run
 
 from conftest import REPO, compose_config
+from scripts import run_script
 
 # The template's fixture (cfg_train_global), as genlab's overrides: no '+' needed for any of them.
 LIMITS = ["trainer.max_epochs=1", "trainer.limit_train_batches=4", "trainer.limit_val_batches=2",
@@ -87,8 +86,7 @@ def test_train_then_eval_gives_the_same_test_accuracy(make_cfg, tmp_path):
 
 
 def train_sweep(cwd: Path, *overrides: str) -> str:
-    result = subprocess.run([sys.executable, str(REPO / "train.py"), "-m", *overrides], cwd=cwd, env=ENV,
-                            capture_output=True, text=True, timeout=600)
+    result = run_script("train.py", "-m", *overrides, cwd=cwd, env=ENV)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     return result.stdout
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import runpy
-import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,6 +14,7 @@ import pytest
 import torch
 
 from conftest import REPO, compose_config
+from scripts import run_script
 
 ENV = {**os.environ, "WANDB_MODE": "offline", "NO_ALBUMENTATIONS_UPDATE": "1", "OMP_NUM_THREADS": "1"}
 EPOCH_LINE = re.compile(r"epoch (\d+)/2  train/loss \d\.\d{4}  train/acc \d\.\d{4}  val/loss \d\.\d{4}  val/acc \d\.\d{4}  "
@@ -24,19 +24,18 @@ EPOCH_LINE = re.compile(r"epoch (\d+)/2  train/loss \d\.\d{4}  train/acc \d\.\d{
 @pytest.mark.slow
 def test_a_log_file_gets_one_line_per_epoch_and_nothing_a_person_does_not_read(tmp_path):
     log = tmp_path / "train.out"
-    with open(log, "w") as out:  # as nohup or SLURM keep it: not a terminal
-        subprocess.run([sys.executable, str(REPO / "train.py"), "trainer.max_epochs=3", "analysis.robustness=false",
-                        f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, env=ENV, stdout=out,
-                       stderr=subprocess.STDOUT, timeout=300, check=True)
+    # stdout and stderr into one file, as nohup or SLURM keep them: not a terminal
+    trained = run_script("train.py", "trainer.max_epochs=3", "analysis.robustness=false",
+                         f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, env=ENV, merge_stderr=True, check=True)
+    log.write_text(trained.stdout)
     text = log.read_text()
     epochs = [m.group(1) for m in (EPOCH_LINE.fullmatch(line) for line in text.splitlines()) if m]
     assert epochs == ["0", "1", "2"], text[-3000:]
     assert f"outputs: {tmp_path / 'run'}" in text.splitlines()  # whole, on its own line
     for noise in ("v_num", "Tip:", "litlogger", "Run history", "Run summary:"):  # W&B's footer says the last two
         assert noise not in text, noise
-    evaluated = subprocess.run([sys.executable, str(REPO / "eval.py"), f"ckpt_path={tmp_path / 'run/checkpoints/last.ckpt'}",
-                                f"hydra.run.dir={tmp_path / 'eval'}"], cwd=tmp_path, env=ENV, capture_output=True,
-                               text=True, timeout=300, check=True)
+    evaluated = run_script("eval.py", f"ckpt_path={tmp_path / 'run/checkpoints/last.ckpt'}",
+                           f"hydra.run.dir={tmp_path / 'eval'}", cwd=tmp_path, env=ENV, check=True)
     assert "Tip:" not in evaluated.stdout + evaluated.stderr and "litmodels" not in evaluated.stdout + evaluated.stderr
 
 

@@ -3,25 +3,22 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from statistics import mean
 
 import pytest
 
 from genlab.analysis.report import main
 
-from conftest import REPO
+from scripts import run_script
 
 
 @pytest.mark.slow
 def test_ablation_smoke_multirun_and_its_report(tmp_path):
     env = {**os.environ, "WANDB_MODE": "offline", "NO_ALBUMENTATIONS_UPDATE": "1"}
     # no hydra.sweep.dir: the default outputs/multirun/<date>_<time>/ under the launch dir, as a user runs it
-    result = subprocess.run(
-        [sys.executable, str(REPO / "train.py"), "-m", "experiment=regularization_ablation_smoke",
-         "logger=csv", "callbacks.rich_progress_bar.enabled=false", "trainer.enable_progress_bar=false"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    result = run_script("train.py", "-m", "experiment=regularization_ablation_smoke", "logger=csv",
+                        "callbacks.rich_progress_bar.enabled=false", "trainer.enable_progress_bar=false",
+                        cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     (sweep,) = (tmp_path / "outputs" / "multirun").iterdir()
     records = {int(p.parent.name): json.loads(p.read_text()) for p in sweep.glob("*/results.json")}

@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from genlab.pipeline import run
 
-from conftest import REPO, compose_config
+from conftest import compose_config
+from scripts import run_script
 
 
 def test_deterministic_runs_with_the_same_seed_are_bit_identical(tmp_path):
@@ -38,8 +37,7 @@ def test_rerunning_from_the_saved_hydra_config_reproduces_the_run(tmp_path):
     common = ["logger=csv", "trainer.max_epochs=2", "trainer.deterministic=true", "analysis.robustness=false"]
 
     def train(*args: str, run_dir: Path) -> dict:
-        result = subprocess.run([sys.executable, str(REPO / "train.py"), *args, f"hydra.run.dir={run_dir}"], cwd=tmp_path,
-                                env=env, capture_output=True, text=True, timeout=300)
+        result = run_script("train.py", *args, f"hydra.run.dir={run_dir}", cwd=tmp_path, env=env)
         assert result.returncode == 0, result.stderr[-3000:]
         return json.loads((run_dir / "results.json").read_text())["metrics"]
 

@@ -6,8 +6,6 @@ import csv
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -19,7 +17,8 @@ from genlab.errors import ConfigError
 from genlab.pipeline import run
 from genlab.resume import newest_checkpoint, run_dir_for
 
-from conftest import FAST, REPO, compose_config
+from conftest import FAST, compose_config
+from scripts import run_script, start_script
 
 
 def epochs_in(metrics_csv: Path) -> list[int]:
@@ -74,9 +73,8 @@ def test_the_run_dir_resolver_finds_the_newest_resumable_run_of_the_task(tmp_pat
 def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
     env = {**os.environ, "WANDB_MODE": "offline"}
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), "trainer.max_epochs=1000", "logger=csv",
-                             "analysis.robustness=false", f"hydra.run.dir={run_dir}"], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_script("train.py", "trainer.max_epochs=1000", "logger=csv", "analysis.robustness=false",
+                        f"hydra.run.dir={run_dir}", cwd=tmp_path, env=env)
     deadline = time.time() + 120
     while not (run_dir / "checkpoints" / "last.ckpt").exists() and time.time() < deadline:
         time.sleep(0.2)
@@ -88,7 +86,6 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
     command = record["resume_command"]
     assert stderr.strip().splitlines()[-1].endswith(f"Resume with: {command}")
     args = command.split()[2:] + ["trainer.max_epochs=3"]  # after "python train.py"
-    resumed = subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=tmp_path, env=env,
-                             capture_output=True, text=True, timeout=300)
+    resumed = run_script("train.py", *args, cwd=tmp_path, env=env)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert json.loads((run_dir / "results.json").read_text())["status"] == "completed"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,8 @@ from omegaconf import OmegaConf
 from genlab.cli import protect_the_run_dir_on_the_command_line, resolve_run_dir
 from genlab.resume import run_dir_for, undo_refused_start
 
-from conftest import REPO, compose_config
+from conftest import compose_config
+from scripts import run_script
 
 STAMP = "2026-01-01_10-00-00"
 
@@ -71,8 +71,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "offline"}
-    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return run_script("train.py", *args, cwd=cwd, env=env)
 
 
 @pytest.mark.slow

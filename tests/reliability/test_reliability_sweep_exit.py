@@ -5,21 +5,19 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from scripts import ScriptProcess, start_script
 
 ENV = {**os.environ, "WANDB_MODE": "offline", "NO_ALBUMENTATIONS_UPDATE": "1", "OMP_NUM_THREADS": "1"}
 
 
-def sweep(cwd: Path, *overrides: str, **popen) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(REPO / "train.py"), "-m", *overrides], cwd=cwd, env=ENV, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **popen)
+def sweep(cwd: Path, *overrides: str, start_new_session: bool = False) -> ScriptProcess:
+    return start_script("train.py", "-m", *overrides, cwd=cwd, env=ENV, merge_stderr=True,
+                        start_new_session=start_new_session)
 
 
 @pytest.mark.slow

@@ -7,8 +7,6 @@ import builtins
 import os
 import signal
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import lightning.pytorch as L
@@ -24,7 +22,8 @@ from genlab.resume import newest_checkpoint, run_dir_for
 from genlab.training.checkpoints import CHECKPOINT_GLOBALS, read_checkpoint
 from genlab.training.module import ImageClassifier
 
-from conftest import FAST, REPO, compose_config
+from conftest import FAST, compose_config
+from scripts import run_script
 
 QUICK = [*FAST, "analysis.robustness=false", "analysis.confusion_matrix=false", "augmentation.preview_images=0"]
 
@@ -171,8 +170,7 @@ def test_eval_of_a_truncated_checkpoint_is_one_line_exit_2_and_leaves_no_run_dir
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"PK\x03\x04" + b"\0" * 100)
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "offline"}
-    result = subprocess.run([sys.executable, str(REPO / "eval.py"), f"ckpt_path={bad}"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = run_script("eval.py", f"ckpt_path={bad}", cwd=tmp_path, env=env)
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.strip().splitlines() == [f"error: ckpt_path: got '{bad}', expected a readable checkpoint: the "
                                                   "file is truncated (a full disk or a kill while saving) or not a checkpoint"]

@@ -3,15 +3,13 @@ then the run logs offline and says so, and how to sync, in one line; the key is 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import pytest
 
 from genlab.training.loggers import ResilientWandbLogger
 
-from conftest import REPO
+from scripts import run_script
 
 FAKE_KEY = "local-fake0123456789abcdef0123456789abcdef01"  # never valid anywhere: tests stay off the network
 
@@ -49,9 +47,8 @@ def test_a_key_and_no_network_goes_offline_after_the_timeout_and_writes_no_key(t
            "WANDB_BASE_URL": "http://127.0.0.1:9"}  # loopback's discard port: refused at once, nothing leaves the machine
     env.pop("WANDB_MODE", None)
     run_dir = tmp_path / "run"
-    result = subprocess.run([sys.executable, str(REPO / "train.py"), "logger=wandb", "logger.wandb.init_timeout=2",
-                             "trainer.max_epochs=1", "analysis.robustness=false", f"hydra.run.dir={run_dir}"],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    result = run_script("train.py", "logger=wandb", "logger.wandb.init_timeout=2", "trainer.max_epochs=1",
+                        "analysis.robustness=false", f"hydra.run.dir={run_dir}", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     said = [line for line in (result.stderr + result.stdout).splitlines() if "W&B could not start online" in line]
     assert len(said) == 1 and "within 2 s" in said[0] and f"wandb sync {run_dir}/wandb/offline-run-" in said[0], said
