@@ -7,7 +7,7 @@ import shutil
 import sys
 import time
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -255,10 +255,18 @@ def fit_and_test(cfg: DictConfig, trainer: L.Trainer, module: ImageClassifier, d
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     val_acc_best = float(trainer.callback_metrics["val/acc_best"])
     best = (trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else "") or None
+    metrics, per_class = test_and_analyse(cfg, trainer, module, datamodule, run_dir, loggers, best)
+    return {**metrics, "val/acc_best": val_acc_best}, best, per_class
+
+
+def test_and_analyse(cfg: DictConfig, trainer: L.Trainer, module: ImageClassifier, datamodule: ImageDataModule,
+                     run_dir: Path, loggers: list[Any], best: str | None) -> tuple[dict[str, float], dict[str, float]]:
+    """Test the trained module's last weights (final/*) and the `best` checkpoint's (test/*; the last weights when
+    None), then analyse the weights the study compares: (metrics, per-class accuracy)."""
     # The last epoch's weights are tested first, as final/*; testing `best` then loads those weights into the module.
     final = test_metrics(trainer, module, datamodule, None, prefix="final/")
     last_weights = copy.deepcopy(module.state_dict()) if compares_last(cfg) and best is not None else None
-    metrics = {**test_metrics(trainer, module, datamodule, best), **final, "val/acc_best": val_acc_best}
+    metrics = {**test_metrics(trainer, module, datamodule, best), **final}
     if last_weights is not None:  # robustness and per-class accuracy describe the weights the study compares
         module.load_state_dict(last_weights)
     analysed = "last epoch" if last_weights is not None or best is None else "best checkpoint"
@@ -266,7 +274,7 @@ def fit_and_test(cfg: DictConfig, trainer: L.Trainer, module: ImageClassifier, d
     metrics.update(robust)
     # test/* and final/test/* were logged by the test passes themselves.
     log_derived_metrics(trainer, {k: v for k, v in metrics.items() if k.startswith(DERIVED_METRICS)})
-    return metrics, best, per_class
+    return metrics, per_class
 
 
 def compares_last(cfg: DictConfig) -> bool:
@@ -306,7 +314,39 @@ def run(cfg: DictConfig) -> dict[str, float]:
         return _run(cfg)
 
 
+@dataclass
+class RunStart:
+    """A run assembled and accepted, up to its first training step: what `fit_and_record` (or the seed farm) trains."""
+
+    cfg: DictConfig
+    run_dir: Path
+    datamodule: ImageDataModule
+    module: ImageClassifier
+    loggers: list[Any]
+    trainer: L.Trainer
+    record: dict[str, Any]
+    resume_from: Path | None
+    t0: float
+
+
 def _run(cfg: DictConfig) -> dict[str, float]:
+    start = start_run(cfg)
+    trainer, loggers, run_dir = start.trainer, start.loggers, start.run_dir
+    try:
+        metrics, best, per_class = fit_and_record(cfg, trainer, start.module, start.datamodule, run_dir, loggers,
+                                                  start.resume_from, start.record, start.t0)
+        sync_hints = offline_sync_hints(loggers) if trainer.is_global_zero else []
+    finally:
+        finish_wandb(loggers)
+    if trainer.is_global_zero:
+        print_summary("Run summary", metrics, start.record["model"], start.record["wall_time_s"], run_dir, sync_hints,
+                      start.record["tested"])
+    return metrics
+
+
+def start_run(cfg: DictConfig) -> RunStart:
+    """Validate, seed, build the data module, the module, the loggers and the trainer, and start the run record;
+    nothing is written before every check has passed."""
     validate(cfg)
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     run_dir = Path(cfg.paths.output_dir)
@@ -345,19 +385,20 @@ def _run(cfg: DictConfig) -> dict[str, float]:
         "git": git_state(),
         "packages": package_versions(),
     }
-    try:
-        metrics, best, per_class = fit_and_record(cfg, trainer, module, datamodule, run_dir, loggers, resume_from,
-                                                  record, t0)
-        sync_hints = offline_sync_hints(loggers) if trainer.is_global_zero else []
-    finally:
-        finish_wandb(loggers)
-    if trainer.is_global_zero:
-        print_summary("Run summary", metrics, record["model"], record["wall_time_s"], run_dir, sync_hints,
-                      record["tested"])
-    return metrics
+    return RunStart(cfg, run_dir, datamodule, module, loggers, trainer, record, resume_from, t0)
 
 
 RUN_FILES_FOR_WANDB = ("results.json", "config.yaml")
+
+
+def write_run_record(trainer: L.Trainer, run_dir: Path, loggers: list[Any], record: dict[str, Any], t0: float,
+                     **outcome: Any) -> None:
+    """results.json with the run's outcome, its epochs and wall time, kept with the W&B run too."""
+    record.update(**outcome, epochs=trainer.current_epoch, wall_time_s=time.perf_counter() - t0)
+    if trainer.is_global_zero:
+        write_json_atomic(run_dir / "results.json", record)
+        for logger in wandb_loggers(loggers):
+            logger.save_files([run_dir / name for name in RUN_FILES_FOR_WANDB])
 
 
 def fit_and_record(cfg: DictConfig, trainer: L.Trainer, module: ImageClassifier, datamodule: ImageDataModule,
@@ -366,11 +407,7 @@ def fit_and_record(cfg: DictConfig, trainer: L.Trainer, module: ImageClassifier,
     """`fit_and_test`, then results.json whatever the outcome (completed, failed on a non-finite loss, interrupted),
     kept with the W&B run too; a failed or interrupted run raises RunFailed after writing it."""
     def write_results(**outcome: Any) -> None:
-        record.update(**outcome, epochs=trainer.current_epoch, wall_time_s=time.perf_counter() - t0)
-        if trainer.is_global_zero:
-            write_json_atomic(run_dir / "results.json", record)
-            for logger in wandb_loggers(loggers):
-                logger.save_files([run_dir / name for name in RUN_FILES_FOR_WANDB])
+        write_run_record(trainer, run_dir, loggers, record, t0, **outcome)
 
     try:
         metrics, best, per_class = fit_and_test(cfg, trainer, module, datamodule, run_dir, loggers, resume_from)

@@ -160,7 +160,8 @@ class ImageClassifier(L.LightningModule):
             self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
         if isinstance(output, LogitsWithAux):
             aux_loss = output.aux_weight * sum(self.objective(aux, targets) for aux in output.aux)
-            self.log("train/aux_loss", aux_loss.detach(), on_step=True, on_epoch=True, batch_size=labels.shape[0])
+            if self._trainer is not None:  # the seed farm trains modules without a trainer (and logs itself)
+                self.log("train/aux_loss", aux_loss.detach(), on_step=True, on_epoch=True, batch_size=labels.shape[0])
             loss = loss + aux_loss
         if self.l1:
             loss = loss + self.l1 * l1_penalty(self.net)
@@ -172,35 +173,50 @@ class ImageClassifier(L.LightningModule):
         return trainer is not None and (self.global_step + 1) % max(1, trainer.log_every_n_steps) == 0
 
     def on_train_epoch_end(self) -> None:
-        loss_sum, correct, images = self.trainer.strategy.reduce(self.train_totals, reduce_op="sum").tolist()
-        if images:  # none when the epoch had no training batches (limit_train_batches=0)
-            self._log_global({"train/loss_epoch": loss_sum / images, "train/acc": correct / images})
+        self._log_global(self.train_epoch_metrics(self.trainer.strategy.reduce(self.train_totals, reduce_op="sum")))
+
+    def train_epoch_metrics(self, totals: torch.Tensor) -> dict[str, float]:
+        """train/loss_epoch and train/acc from the epoch's (loss x images, correct, images) totals, which are reset;
+        nothing when the epoch had no training batches (limit_train_batches=0)."""
+        loss_sum, correct, images = totals.tolist()
         self.train_totals.zero_()
+        return {"train/loss_epoch": loss_sum / images, "train/acc": correct / images} if images else {}
 
     def on_validation_epoch_end(self) -> None:
+        values = self.validation_epoch_metrics(candidate_for_best=not self.trainer.sanity_checking)
+        self._log_global({k: v for k, v in values.items() if not k.startswith("val/") or k == "val/acc_best"})
+        self._log_global({k: v for k, v in values.items() if k.startswith("val/") and k != "val/acc_best"},
+                         prog_bar=True)
+
+    def validation_epoch_metrics(self, candidate_for_best: bool = True) -> dict[str, torch.Tensor]:
+        """val/*, train_eval/*, the best val accuracy so far and the gap between train_eval and val accuracy, computed
+        over the epoch; the epoch's metric states are reset."""
         val_acc = self.metrics["on_val"]["acc"].compute()
-        if not self.trainer.sanity_checking:  # the sanity check scores untrained weights: no candidate for the best
+        values = {}
+        if candidate_for_best:  # the sanity check scores untrained weights: no candidate for the best
             self.val_acc_best.update(val_acc)
-            self._log_global({"val/acc_best": self.val_acc_best.compute()})
+            values["val/acc_best"] = self.val_acc_best.compute()
         # The test set is only touched at the end, so during training the gap is measured against val.
-        self._log_global({"gap_val/acc": self.metrics["on_train_eval"]["acc"].compute() - val_acc})
-        self._log_epoch_metrics("val", "train_eval")
+        values["gap_val/acc"] = self.metrics["on_train_eval"]["acc"].compute() - val_acc
+        return {**values, **self.epoch_metrics("val", "train_eval")}
 
     def on_test_epoch_end(self) -> None:
-        self._log_epoch_metrics("test", "train_eval", prefix=self.test_prefix)
+        self._log_global(self.epoch_metrics("test", "train_eval", prefix=self.test_prefix))
 
-    def _log_epoch_metrics(self, *stages: str, prefix: str = "") -> None:
-        """Log each stage's metrics computed over the epoch (torchmetrics syncs them across processes), then reset.
+    def epoch_metrics(self, *stages: str, prefix: str = "") -> dict[str, torch.Tensor]:
+        """Each stage's metrics computed over the epoch (torchmetrics syncs them across processes), then reset.
 
         Steps only update the metrics: logging the metric objects every step instead costs about a millisecond per
         call in Lightning's bookkeeping, which halved the throughput of small models.
         """
+        values = {}
         for stage in stages:
             metrics, loss = self.metrics[f"on_{stage}"], self.losses[f"on_{stage}"]
-            values = {**metrics.compute(), f"{stage}/loss": loss.compute()}
-            self._log_global({f"{prefix}{key}": value for key, value in values.items()}, prog_bar=stage == "val")
+            values.update({f"{prefix}{key}": value for key, value in metrics.compute().items()})
+            values[f"{prefix}{stage}/loss"] = loss.compute()
             metrics.reset()
             loss.reset()
+        return values
 
     def _log_global(self, values: dict[str, Any], prog_bar: bool = False) -> None:
         """Log epoch values that are already the same on every process: torchmetrics syncs its states in compute(),
@@ -231,10 +247,15 @@ class ImageClassifier(L.LightningModule):
 
     def configure_optimizers(self):
         # Built here, with the parameters already on their device: auto picks a fused kernel for that device.
-        clip = clips_under_mixed_precision(self.trainer.precision, self.trainer.gradient_clip_val)
+        trainer = self.trainer
+        return self.optimizer_and_schedule(self.global_batch_size(), trainer.precision, trainer.gradient_clip_val,
+                                           int(trainer.estimated_stepping_batches), trainer.max_epochs or 1)
+
+    def optimizer_and_schedule(self, global_batch_size: int, precision: str | int, gradient_clip_val: float | None,
+                               total_steps: int, max_epochs: int):
+        """The optimizer and its per-step schedule, as Lightning's configure_optimizers returns them."""
         config = self.hparams.optimizer
-        config = scale_learning_rate(config, self.global_batch_size() if scales_learning_rate(config) else None)
-        optimizer = build_optimizer(self.net, config, clip)
-        scheduler = build_scheduler(optimizer, self.hparams.scheduler, int(self.trainer.estimated_stepping_batches),
-                                    self.trainer.max_epochs or 1)
+        config = scale_learning_rate(config, global_batch_size if scales_learning_rate(config) else None)
+        optimizer = build_optimizer(self.net, config, clips_under_mixed_precision(precision, gradient_clip_val))
+        scheduler = build_scheduler(optimizer, self.hparams.scheduler, total_steps, max_epochs)
         return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}

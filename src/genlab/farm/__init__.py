@@ -1,0 +1,68 @@
+"""The seed farm: the jobs of a multirun that share a network, data set and trainer, trained in one process
+(`hydra/launcher=farm`, conf/hydra/launcher/farm.yaml). See engine.py for how, packing.py for which jobs pack."""
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig
+
+from genlab.errors import RunFailed
+from genlab.farm.engine import Member, build_member, train_farm
+from genlab.pipeline import save_preview, start_run, test_and_analyse, write_run_record
+from genlab.summary import print_summary
+from genlab.training.loggers import finish_wandb, offline_sync_hints
+
+
+def enroll(cfg: DictConfig) -> Member:
+    """A job of the farm, assembled as `train.py` assembles it (validated, seeded, nothing written before that)."""
+    start = start_run(cfg)
+    member = build_member(start, cfg.trainer.max_epochs)
+    save_preview(cfg, start.datamodule, start.run_dir, start.loggers)
+    return member
+
+
+def tested_weights(member: Member) -> dict[str, Any]:
+    """results.json's `tested`, as `pipeline.tested_weights` says it for a run trained by Lightning."""
+    callback = member.start.trainer.checkpoint_callback
+    last = {"weights": "last", "epoch": member.epochs_done - 1}
+    if member.best.path is None:
+        tested = {"test": last, "final": last}
+    else:
+        tested = {"test": {"weights": "best", "epoch": member.best.epoch, "monitor": callback.monitor,
+                           "mode": callback.mode, "score": member.best.score}, "final": last}
+    compares_last = member.start.cfg.analysis.get("compared_weights", "best") == "last"
+    return {**tested, "analysis": tested["final" if compares_last else "test"]}
+
+
+def finish(member: Member) -> dict[str, float]:
+    """Test and analyse a trained member, write its results.json and print its summary, as a run ends. A member whose
+    loss turned non-finite is marked failed (with its last good checkpoint) and raises RunFailed, as its run would."""
+    start = member.start
+    trainer, module, run_dir, loggers = start.trainer, start.module, start.run_dir, start.loggers
+    # The trainer never ran fit: it logs the test passes at, and the record says, the epoch and step the member reached.
+    epoch_loop = trainer.fit_loop.epoch_loop
+    trainer.fit_loop.epoch_progress.current.completed = member.epochs_done
+    epoch_loop._batches_that_stepped = member.global_step  # the step Lightning logs at
+    epoch_loop.automatic_optimization.optim_progress.optimizer.step.total.completed = member.global_step  # global_step
+    last = trainer.checkpoint_callback.dirpath if trainer.checkpoint_callback else None
+    try:
+        if member.outcome.status == "failed":
+            write_run_record(trainer, run_dir, loggers, start.record, start.t0, status="failed",
+                             error=member.outcome.error, metrics={},
+                             last_checkpoint=f"{last}/last.ckpt" if last and member.epochs_done else None)
+            raise RunFailed(f"{member.outcome.error}. Marked failed in {run_dir / 'results.json'}")
+        metrics, per_class = test_and_analyse(start.cfg, trainer, module, start.datamodule, run_dir, loggers,
+                                              member.best.path)
+        metrics["val/acc_best"] = float(module.val_acc_best.compute())
+        tested = tested_weights(member)
+        write_run_record(trainer, run_dir, loggers, start.record, start.t0, status="completed", metrics=metrics,
+                         per_class_acc=per_class, best_checkpoint=member.best.path, tested=tested)
+        sync_hints = offline_sync_hints(loggers)
+    finally:
+        finish_wandb(loggers)
+    print_summary("Run summary", metrics, start.record["model"], start.record["wall_time_s"], run_dir, sync_hints,
+                  start.record["tested"])
+    return metrics
+
+
+__all__ = ["Member", "enroll", "finish", "train_farm"]

@@ -1,0 +1,101 @@
+"""The seed farm (genlab.farm): members trained together equal their separate runs, a failing member fails alone, and
+the jobs of a multirun pack by what they share."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import FAST, compose_config
+from genlab.errors import RunFailed
+from genlab.farm import enroll, finish, train_farm
+from genlab.farm.packing import plan
+from genlab.pipeline import run
+from scripts import run_script
+
+EPOCHS = 2
+SHARED = [*FAST, f"trainer.max_epochs={EPOCHS}", "trainer.deterministic=true", "analysis.robustness=false",
+          "model.dropout=0.3", "data.val_size=0.2"]
+# Members differ in what each keeps for itself; dropout (shared) and mixup draw from each member's own random stream.
+MEMBERS = [["seed=1"], ["seed=2", "loss.label_smoothing=0.1", "augmentation.mixup_alpha=0.4"],
+           ["seed=3", "optimizer=sgd", "optimizer.lr=0.05", "scheduler=step", "scheduler.step_size=1"]]
+
+
+def per_epoch(run_dir: Path, keys: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """metrics.csv's values of `keys` per epoch, whichever rows of the epoch hold them."""
+    epochs: dict[str, dict[str, str]] = {}
+    with open(run_dir / "metrics.csv") as f:
+        for row in csv.DictReader(f):
+            epochs.setdefault(row["epoch"], {}).update({k: row[k] for k in keys if row.get(k)})
+    return {epoch: values for epoch, values in epochs.items() if values}
+
+
+def farm(tmp_path: Path, members: list[list[str]]) -> list[Path]:
+    dirs = [tmp_path / "farm" / str(i) for i in range(len(members))]
+    enrolled = [enroll(compose_config([*SHARED, *overrides], run_dir)) for overrides, run_dir in zip(members, dirs)]
+    train_farm(enrolled, EPOCHS)
+    for member in enrolled:
+        try:
+            finish(member)
+        except RunFailed:
+            pass
+    return dirs
+
+
+@pytest.mark.slow
+def test_every_member_equals_its_separate_run_to_the_last_bit(tmp_path):
+    # Tolerance 0: a member's step runs the same kernels on the same tensors as its separate run's step, in its own
+    # random stream, so nothing differs, not even rounding (stacking members into one vmapped net would: benchmarks).
+    farmed = farm(tmp_path, MEMBERS)
+    for overrides, farm_dir in zip(MEMBERS, farmed):
+        alone_dir = tmp_path / "alone" / farm_dir.name
+        run(compose_config([*SHARED, *overrides], alone_dir))
+        alone, together = (json.loads((d / "results.json").read_text()) for d in (alone_dir, farm_dir))
+        assert together["status"] == alone["status"] == "completed"
+        assert together["metrics"] == alone["metrics"], overrides
+        assert together["tested"] == alone["tested"] and together["epochs"] == alone["epochs"] == EPOCHS
+        assert Path(together["best_checkpoint"]).name == Path(alone["best_checkpoint"]).name
+        keys = ("train/loss_epoch", "train/acc", "val/loss", "val/acc", "val/acc_best", "train_eval/acc", "test/acc",
+                "lr-AdamW/pg1", "lr-SGD/pg2", "step")
+        logged = per_epoch(farm_dir, keys)
+        assert logged == per_epoch(alone_dir, keys) and all(len(logged[str(e)]) >= 6 for e in range(EPOCHS))
+
+
+def test_a_member_whose_loss_turns_nan_is_marked_failed_and_the_others_finish(tmp_path):
+    diverging = ["seed=2", "optimizer=sgd", "scheduler=step", "scheduler.step_size=1", "scheduler.gamma=1e6"]
+    dirs = farm(tmp_path, [["seed=1"], diverging])
+    ok, failed = (json.loads((d / "results.json").read_text()) for d in dirs)
+    assert ok["status"] == "completed" and ok["epochs"] == EPOCHS and ok["metrics"]["test/acc"] > 0.3
+    assert failed["status"] == "failed" and failed["error"].startswith("train/loss is nan at step")
+    assert failed["last_checkpoint"].endswith("checkpoints/last.ckpt") and Path(failed["last_checkpoint"]).is_file()
+
+
+def test_jobs_pack_by_what_they_share_and_the_rest_run_alone_with_a_reason(tmp_path):
+    def job(*overrides):
+        return compose_config(list(overrides), tmp_path / "x")
+
+    jobs = [job("seed=1", "regularization=none"), job("seed=2", "regularization=l2"), job("seed=3", "model.width=8"),
+            job("seed=4", "trainer.fast_dev_run=true"), job("seed=5", "regularization=label_smoothing"),
+            job("seed=6", "ckpt_path=/x.ckpt")]
+    packed = plan(jobs, max_members=32)
+    assert packed.farms == [[0, 1, 4]]
+    assert packed.alone == {2: "no other job shares its network, data and trainer settings",
+                            3: "it limits or reschedules the loops (debug settings)", 5: "it resumes a run"}
+    small = plan(jobs[:2] + [jobs[4]], max_members=2)
+    assert small.farms == [[0, 1]] and "max_members=2" in small.alone[2]
+
+
+@pytest.mark.slow
+def test_a_multirun_with_the_farm_launcher_says_what_it_packed(tmp_path):
+    result = run_script("train.py", "-m", "hydra/launcher=farm", "seed=1,2", "model.width=8,16", "trainer.max_epochs=1",
+                        "logger=csv", "analysis.robustness=false", "analysis.confusion_matrix=false",
+                        "augmentation.preview_images=0", "callbacks.rich_progress_bar.enabled=false",
+                        "trainer.enable_progress_bar=false", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    said = [line for line in result.stderr.splitlines() if line.startswith("farm: ")]
+    assert said[0].startswith("farm: 4 jobs: 2 farm(s) of 2, 2 members, 0 ordinary job(s); ") and "torch threads" in said[0]
+    records = [json.loads((tmp_path / "sweep" / str(i) / "results.json").read_text()) for i in range(4)]
+    assert [r["status"] for r in records] == ["completed"] * 4 and [r["seed"] for r in records] == [1, 1, 2, 2]
+    assert result.stdout.strip().splitlines()[-1].startswith("sweep: 4 jobs, 4 completed, 0 failed")
