@@ -63,6 +63,14 @@ def test_every_member_equals_its_separate_run_to_the_last_bit(tmp_path):
         assert logged == per_epoch(alone_dir, keys) and all(len(logged[str(e)]) >= 6 for e in range(EPOCHS))
 
 
+def test_every_member_has_its_own_wandb_run(tmp_path):
+    members = [["seed=1", "logger=wandb"], ["seed=2", "logger=wandb"]]  # FAST's logger=csv, then W&B (offline here)
+    dirs = farm(tmp_path, members)
+    runs = [list((d / "wandb").glob("offline-run-*")) for d in dirs]
+    assert [len(found) for found in runs] == [1, 1] and runs[0][0].name != runs[1][0].name
+    assert [json.loads((d / "results.json").read_text())["status"] for d in dirs] == ["completed"] * 2
+
+
 def test_a_member_whose_loss_turns_nan_is_marked_failed_and_the_others_finish(tmp_path):
     diverging = ["seed=2", "optimizer=sgd", "scheduler=step", "scheduler.step_size=1", "scheduler.gamma=1e6"]
     dirs = farm(tmp_path, [["seed=1"], diverging])

@@ -61,6 +61,9 @@ class ResilientWandbLogger(WandbLogger):
             # has no effect; leaving it out is the same run without the warning.
             del self._wandb_init["anonymous"]
         quiet_wandb(self._wandb_init)
+        # Each logger its own run: a seed farm keeps one open per member in one process, and W&B's default
+        # ("return_previous") would hand every later member the first member's run.
+        self._wandb_init.setdefault("reinit", "create_new")
 
     @property
     @rank_zero_experiment

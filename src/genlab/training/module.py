@@ -248,14 +248,16 @@ class ImageClassifier(L.LightningModule):
     def configure_optimizers(self):
         # Built here, with the parameters already on their device: auto picks a fused kernel for that device.
         trainer = self.trainer
-        return self.optimizer_and_schedule(self.global_batch_size(), trainer.precision, trainer.gradient_clip_val,
+        batch = self.global_batch_size() if scales_learning_rate(self.hparams.optimizer) else None
+        return self.optimizer_and_schedule(batch, trainer.precision, trainer.gradient_clip_val,
                                            int(trainer.estimated_stepping_batches), trainer.max_epochs or 1)
 
-    def optimizer_and_schedule(self, global_batch_size: int, precision: str | int, gradient_clip_val: float | None,
-                               total_steps: int, max_epochs: int):
-        """The optimizer and its per-step schedule, as Lightning's configure_optimizers returns them."""
+    def optimizer_and_schedule(self, global_batch_size: int | None, precision: str | int,
+                               gradient_clip_val: float | None, total_steps: int, max_epochs: int):
+        """The optimizer and its per-step schedule, as Lightning's configure_optimizers returns them; the global batch
+        size is read only when optimizer.lr_scaling is not none."""
         config = self.hparams.optimizer
-        config = scale_learning_rate(config, global_batch_size if scales_learning_rate(config) else None)
+        config = scale_learning_rate(config, global_batch_size)
         optimizer = build_optimizer(self.net, config, clips_under_mixed_precision(precision, gradient_clip_val))
         scheduler = build_scheduler(optimizer, self.hparams.scheduler, total_steps, max_epochs)
         return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
