@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import shlex
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,7 @@ from genlab.errors import RunFailed
 from genlab.farm import enroll, finish, train_farm
 from genlab.farm.packing import plan
 from genlab.pipeline import run
-from scripts import run_script
+from scripts import run_script, start_script
 
 EPOCHS = 2
 SHARED = [*FAST, f"trainer.max_epochs={EPOCHS}", "trainer.deterministic=true", "analysis.robustness=false",
@@ -90,7 +93,8 @@ def test_jobs_pack_by_what_they_share_and_the_rest_run_alone_with_a_reason(tmp_p
     packed = plan(jobs, max_members=32)
     assert packed.farms == [[0, 1, 4]]
     assert packed.alone == {2: "no other job shares its network, data and trainer settings",
-                            3: "it limits or reschedules the loops (debug settings)", 5: "it resumes a run"}
+                            3: "it limits or reschedules the loops (debug settings)",
+                            5: "it resumes from a given checkpoint or run dir"}
     small = plan(jobs[:2] + [jobs[4]], max_members=2)
     assert small.farms == [[0, 1]] and "max_members=2" in small.alone[2]
 
@@ -107,3 +111,33 @@ def test_a_multirun_with_the_farm_launcher_says_what_it_packed(tmp_path):
     records = [json.loads((tmp_path / "sweep" / str(i) / "results.json").read_text()) for i in range(4)]
     assert [r["status"] for r in records] == ["completed"] * 4 and [r["seed"] for r in records] == [1, 1, 2, 2]
     assert result.stdout.strip().splitlines()[-1].startswith("sweep: 4 jobs, 4 completed, 0 failed")
+
+
+@pytest.mark.slow
+def test_a_farm_stopped_by_sigterm_resumes_to_the_numbers_of_one_never_stopped(tmp_path):
+    sweep = ["-m", "hydra/launcher=farm", "seed=1,2", "trainer.max_epochs=6", "model.dropout=0.3",
+             "trainer.deterministic=true", "logger=csv", "analysis.robustness=false", "analysis.confusion_matrix=false",
+             "augmentation.preview_images=0", "callbacks.rich_progress_bar.enabled=false",
+             "trainer.enable_progress_bar=false"]
+    whole = run_script("train.py", *sweep, f"hydra.sweep.dir={tmp_path / 'whole'}", cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    cut = tmp_path / "cut"
+    process = start_script("train.py", *sweep, f"hydra.sweep.dir={cut}", cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    while not (cut / "1" / "checkpoints" / "last.ckpt").exists():  # both members have finished epoch 0
+        assert process.poll() is None and time.monotonic() < deadline, "the farm never trained"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, err[-3000:]
+    (said,) = [line for line in err.splitlines() if line.startswith("farm: interrupted (SIGTERMException) at epoch ")]
+    command = said.split("Resume with: ")[1]
+    for job in ("0", "1"):
+        record = json.loads((cut / job / "results.json").read_text())
+        assert record["status"] == "interrupted" and record["resume_command"] == command
+        assert (cut / job / "checkpoints" / "interrupted.ckpt").is_file()
+    resumed = run_script("train.py", *shlex.split(command)[2:], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    for job in ("0", "1"):
+        again, never = (json.loads((d / job / "results.json").read_text()) for d in (cut, tmp_path / "whole"))
+        assert again["status"] == "completed" and again["metrics"] == never["metrics"] and again["epochs"] == 6

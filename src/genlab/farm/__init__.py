@@ -34,16 +34,34 @@ def tested_weights(member: Member) -> dict[str, Any]:
     return {**tested, "analysis": tested["final" if compares_last else "test"]}
 
 
+def reached(member: Member) -> None:
+    """Tell the member's trainer, which never ran fit, the epoch and step the member reached: its test passes log at
+    them, and its record says them."""
+    trainer = member.start.trainer
+    epoch_loop = trainer.fit_loop.epoch_loop
+    trainer.fit_loop.epoch_progress.current.completed = member.epochs_done
+    epoch_loop._batches_that_stepped = member.global_step  # the step Lightning logs at
+    epoch_loop.automatic_optimization.optim_progress.optimizer.step.total.completed = member.global_step  # global_step
+
+
+def record_interruption(member: Member, why: str, resume_command: str) -> None:
+    """results.json says `interrupted` and how to resume, as an interrupted run's does; the W&B run is closed."""
+    start = member.start
+    reached(member)
+    try:
+        if member.outcome.status != "failed":
+            write_run_record(start.trainer, start.run_dir, start.loggers, start.record, start.t0,
+                             status="interrupted", error=why, metrics={}, resume_command=resume_command)
+    finally:
+        finish_wandb(start.loggers)
+
+
 def finish(member: Member) -> dict[str, float]:
     """Test and analyse a trained member, write its results.json and print its summary, as a run ends. A member whose
     loss turned non-finite is marked failed (with its last good checkpoint) and raises RunFailed, as its run would."""
     start = member.start
     trainer, module, run_dir, loggers = start.trainer, start.module, start.run_dir, start.loggers
-    # The trainer never ran fit: it logs the test passes at, and the record says, the epoch and step the member reached.
-    epoch_loop = trainer.fit_loop.epoch_loop
-    trainer.fit_loop.epoch_progress.current.completed = member.epochs_done
-    epoch_loop._batches_that_stepped = member.global_step  # the step Lightning logs at
-    epoch_loop.automatic_optimization.optim_progress.optimizer.step.total.completed = member.global_step  # global_step
+    reached(member)
     last = trainer.checkpoint_callback.dirpath if trainer.checkpoint_callback else None
     try:
         if member.outcome.status == "failed":

@@ -12,8 +12,9 @@ Stacking the members into one vmapped network was measured too (benchmarks/farm.
 from __future__ import annotations
 
 import math
+import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,24 @@ import lightning
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor
 
+from genlab.errors import ConfigError
 from genlab.pipeline import RunStart
-from genlab.training.checkpoints import SafeCheckpointIO
+from genlab.training.checkpoints import SafeCheckpointIO, read_checkpoint
 from genlab.training.random_state import CHECKPOINT_KEY, random_states
 
 LAST = "last.ckpt"
+INTERRUPTED = "interrupted.ckpt"
+FARM_STATE = "genlab_farm"  # in a member's checkpoints: where its training continues, its best so far, its outcome
+
+
+class FarmInterrupted(Exception):
+    """Ctrl+C or SIGTERM reached the farm: every member saved interrupted.ckpt after the round of steps it was in."""
+
+    def __init__(self, signum: int, epoch: int, batches_done: int):
+        # named as an interrupted run names it (the type of what Lightning raises), which the sweep's exit code reads
+        kind = "SIGTERMException" if signum == signal.SIGTERM else "KeyboardInterrupt"
+        super().__init__(f"interrupted ({kind}) at epoch {epoch}, batch {batches_done}")
+        self.signum = signum
 
 
 @dataclass
@@ -65,6 +79,7 @@ class Member:
     outcome: Outcome = field(default_factory=Outcome)
     global_step: int = 0
     epochs_done: int = 0
+    position: tuple[int, int] = (0, 0)  # (epoch, batches done in it) where its training continues
 
     @property
     def training(self) -> bool:
@@ -80,7 +95,29 @@ def build_member(start: RunStart, max_epochs: int) -> Member:
     built = module.optimizer_and_schedule(start.datamodule.batch_size, cfg.trainer.precision,
                                           cfg.trainer.gradient_clip_val, steps, max_epochs)
     optimizer, scheduler = (built["optimizer"], built["lr_scheduler"]["scheduler"]) if isinstance(built, dict) else (built, None)
-    return Member(start, optimizer, scheduler, cfg.trainer.gradient_clip_val, cfg.trainer.log_every_n_steps)
+    member = Member(start, optimizer, scheduler, cfg.trainer.gradient_clip_val, cfg.trainer.log_every_n_steps)
+    if start.resume_from is not None:
+        restore(member, read_checkpoint(start.resume_from))
+    return member
+
+
+def restore(member: Member, checkpoint: dict[str, Any]) -> None:
+    """Continue `member` exactly where its checkpoint (one the farm wrote) left it."""
+    if FARM_STATE not in checkpoint:
+        raise ConfigError("ckpt_path", str(member.start.resume_from), "a checkpoint a seed farm wrote (this one is "
+                          "an ordinary run's: resume it without hydra/launcher=farm)")
+    member.start.module.load_state_dict(checkpoint["state_dict"])
+    member.optimizer.load_state_dict(checkpoint["optimizer_states"][0])
+    if member.scheduler is not None:
+        member.scheduler.load_state_dict(checkpoint["lr_schedulers"][0])
+    state = checkpoint[FARM_STATE]
+    member.rng, member.global_step = checkpoint[CHECKPOINT_KEY]["torch"], checkpoint["global_step"]
+    member.position, member.epochs_done = tuple(state["position"]), state["epochs_done"]
+    member.best = BestCheckpoint(**state["best"])
+    stopping = member.start.trainer.early_stopping_callback
+    if stopping is not None and state["early_stopping"]:
+        stopping.load_state_dict(state["early_stopping"])
+    member.outcome = Outcome(**state["outcome"])
 
 
 def train_step(member: Member, batch: Any, batch_idx: int, epoch: int) -> None:
@@ -155,14 +192,18 @@ def end_epoch(member: Member, epoch: int) -> None:
             member.outcome = Outcome("completed", stopped_early_at=epoch)
 
 
-def checkpoint_contents(member: Member, epoch: int) -> dict[str, Any]:
-    """What Lightning writes for the member's module, as far as eval.py and the run record read it."""
-    module = member.start.module
+def checkpoint_contents(member: Member, epoch: int, position: tuple[int, int]) -> dict[str, Any]:
+    """What Lightning writes for the member's module (as far as eval.py reads it), and what the farm needs to continue
+    it from `position` (epoch, batches done)."""
+    module, stopping = member.start.module, member.start.trainer.early_stopping_callback
     return {"epoch": epoch, "global_step": member.global_step, "pytorch-lightning_version": lightning.__version__,
             "state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams), "hparams_name": "kwargs",
             "optimizer_states": [member.optimizer.state_dict()],
             "lr_schedulers": [] if member.scheduler is None else [member.scheduler.state_dict()],
-            CHECKPOINT_KEY: {**random_states(), "torch": member.rng}}
+            CHECKPOINT_KEY: {**random_states(), "torch": member.rng},
+            FARM_STATE: {"position": list(position), "epochs_done": member.epochs_done, "best": asdict(member.best),
+                         "early_stopping": stopping.state_dict() if stopping is not None else {},
+                         "outcome": asdict(member.outcome)}}
 
 
 def save_checkpoints(member: Member, values: dict[str, torch.Tensor], epoch: int) -> None:
@@ -170,7 +211,7 @@ def save_checkpoints(member: Member, values: dict[str, torch.Tensor], epoch: int
     callback = member.start.trainer.checkpoint_callback
     if callback is None:
         return
-    contents = checkpoint_contents(member, epoch)
+    contents = checkpoint_contents(member, epoch, (epoch + 1, 0))
     writer = SafeCheckpointIO()
     score = values.get(callback.monitor)
     if score is not None and member.best.improved_by(float(score), callback.mode):
@@ -183,27 +224,60 @@ def save_checkpoints(member: Member, values: dict[str, torch.Tensor], epoch: int
     writer.save_checkpoint(contents, str(Path(callback.dirpath) / LAST))
 
 
+def save_interrupted(members: list[Member], epoch: int, batches_done: int) -> None:
+    """interrupted.ckpt in each member's checkpoints dir (failed members keep their last good one)."""
+    for member in members:
+        if member.outcome.status != "failed":
+            contents = checkpoint_contents(member, epoch, (epoch, batches_done))
+            SafeCheckpointIO().save_checkpoint(contents, str(member.start.run_dir / "checkpoints" / INTERRUPTED))
+
+
 def train_farm(members: list[Member], max_epochs: int) -> float:
-    """Train every member for `max_epochs` (or until it fails or stops early), a step of each in turn; the wall time."""
+    """Train every member for `max_epochs` (or until it fails or stops early), a step of each in turn, from where each
+    was (a resumed farm); the wall time. Ctrl+C or SIGTERM end the round of steps under way, save every member and
+    raise FarmInterrupted."""
     t0 = time.perf_counter()
-    loaders = {id(member): member.start.datamodule.train_dataloader() for member in members}
-    for epoch in range(max_epochs):
-        active = [member for member in members if member.training]
-        if not active:
-            break
-        for member in active:
-            loaders[id(member)].batch_sampler.sampler.set_epoch(epoch)
-            log_learning_rates(member)
-        for batch_idx, batches in enumerate(zip(*(loaders[id(member)] for member in active))):
-            for member, batch in zip(active, batches):
-                if member.training:
-                    train_step(member, batch, batch_idx, epoch)
-        for member in active:
-            if member.training:
-                end_epoch(member, epoch)
+    signals = []
+    previous = {signum: signal.signal(signum, lambda number, frame: signals.append(number))
+                for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        train_epochs(members, max_epochs, signals)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     for member in members:
         if member.training:
             member.outcome = Outcome("completed")
         for logger in member.start.loggers:
             logger.save()
     return time.perf_counter() - t0
+
+
+def train_epochs(members: list[Member], max_epochs: int, signals: list[int]) -> None:
+    loaders = {id(member): member.start.datamodule.train_dataloader() for member in members}
+    training = [member for member in members if member.training]
+    first_epoch, first_batch = min((member.position for member in training), default=(max_epochs, 0))
+    if any(member.position != (first_epoch, first_batch) for member in training):
+        raise ValueError("the members of a farm continue from the same epoch and batch")
+    for epoch in range(first_epoch, max_epochs):
+        active = [member for member in members if member.training]
+        if not active:
+            break
+        start = first_batch if epoch == first_epoch else 0
+        for member in active:
+            batches = loaders[id(member)].batch_sampler
+            batches.sampler.set_epoch(epoch)
+            if start:
+                batches.resume_at(epoch, start)
+            else:
+                log_learning_rates(member)
+        for batch_idx, batches in enumerate(zip(*(loaders[id(member)] for member in active)), start=start):
+            for member, batch in zip(active, batches):
+                if member.training:
+                    train_step(member, batch, batch_idx, epoch)
+            if signals:
+                save_interrupted(members, epoch, batch_idx + 1)
+                raise FarmInterrupted(signals[0], epoch, batch_idx + 1)
+        for member in active:
+            if member.training:
+                end_epoch(member, epoch)

@@ -1,8 +1,11 @@
 """`hydra/launcher=farm`: the basic launcher's jobs, with those that pack trained together as seed farms."""
 from __future__ import annotations
 
+import dataclasses
 import os
+import shlex
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 from hydra.core.hydra_config import HydraConfig
@@ -28,6 +31,25 @@ def job_config(launcher: Any, overrides: Sequence[str], index: int) -> DictConfi
 def run_ordinary(launcher: Any, cfg: DictConfig) -> JobReturn:
     return run_job(hydra_context=launcher.hydra_context, task_function=launcher.task_function, config=cfg,
                    job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+
+
+def resume_command(sweep_dir: Path) -> str:
+    """This command again, continuing every job in its own dir of `sweep_dir` from its newest checkpoint."""
+    kept = [arg for arg in sys.argv[1:] if not arg.startswith(("hydra.sweep.dir=", "ckpt_path="))]
+    return shlex.join(["python", Path(sys.argv[0]).name, *kept, f"hydra.sweep.dir={sweep_dir}", "ckpt_path=last"])
+
+
+class JobStartOnly:
+    """Hydra's callbacks with on_job_end held back (run_farm calls it when the member's job really ends)."""
+
+    def __init__(self, callbacks: Any):
+        self.callbacks = callbacks
+
+    def on_job_start(self, **kwargs: Any) -> None:
+        self.callbacks.on_job_start(**kwargs)
+
+    def on_job_end(self, **kwargs: Any) -> None:
+        pass
 
 
 def say(line: str) -> None:
@@ -62,24 +84,40 @@ def run_farm(launcher: Any, configs: list[DictConfig]) -> list[JobReturn]:
     """Enroll each job (its run dir, saved config and log made by Hydra as for any job), train them together, then
     finish each: test, analyse, results.json. A job that fails to enroll fails alone."""
     from genlab.cli import user_errors_exit_cleanly
-    from genlab.farm import enroll, finish, train_farm
+    from genlab.farm import enroll, finish, record_interruption, train_farm
+    from genlab.farm.engine import FarmInterrupted
 
+    # A member's job ends after the farm has trained and finished it, not when it enrolls: Hydra's job-end callbacks
+    # (genlab's sweep summary reads the job's results.json) are called then.
+    enrolling = dataclasses.replace(launcher.hydra_context, callbacks=JobStartOnly(launcher.hydra_context.callbacks))
     members, returns = {}, []
     for cfg in configs:
-        ret = run_job(hydra_context=launcher.hydra_context, task_function=user_errors_exit_cleanly(enroll),
+        ret = run_job(hydra_context=enrolling, task_function=user_errors_exit_cleanly(enroll),
                       config=cfg, job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
         returns.append(ret)
         if ret.status == JobStatus.COMPLETED:
-            members[len(returns) - 1] = (ret._return_value, ret.hydra_cfg)
-    say(f"training {len(members)} members together: jobs "
-        + ", ".join(str(configs[i].hydra.job.num) for i in members))
-    train_farm([member for member, _ in members.values()], int(configs[0].trainer.max_epochs))
-    for position, (member, hydra_cfg) in members.items():
-        HydraConfig.instance().set_config(hydra_cfg)  # what the member's code reads of Hydra: its own job's
+            members[len(returns) - 1] = ret._return_value
+        else:
+            launcher.hydra_context.callbacks.on_job_end(config=cfg, job_return=ret)
+    say(f"training {len(members)} members together: jobs " + ", ".join(str(configs[i].hydra.job.num) for i in members))
+    try:
+        train_farm(list(members.values()), int(configs[0].trainer.max_epochs))
+    except FarmInterrupted as stop:
+        command = resume_command(next(iter(members.values())).start.run_dir.parent)
+        for position, member in members.items():
+            HydraConfig.instance().set_config(configs[position])
+            record_interruption(member, str(stop), command)
+        say(f"{stop}; every member saved checkpoints/interrupted.ckpt. Resume with: {command}")
+        for position in members:  # the sweep summary stops the sweep at the first interrupted job, as for any job
+            launcher.hydra_context.callbacks.on_job_end(config=configs[position], job_return=returns[position])
+        raise SystemExit(128 + stop.signum) from None
+    for position, member in members.items():
+        HydraConfig.instance().set_config(configs[position])  # what the member's code reads of Hydra: its own job's
         ret = returns[position]
         try:
             ret.return_value = finish(member).get(member.start.cfg.optimized_metric)
             ret.status = JobStatus.COMPLETED
         except Exception as err:  # noqa: BLE001  (a failed member is its job's failure, as Hydra records one)
             ret.return_value, ret.status = err, JobStatus.FAILED
+        launcher.hydra_context.callbacks.on_job_end(config=configs[position], job_return=ret)
     return returns

@@ -17,7 +17,9 @@ def farm_blocker(cfg: DictConfig) -> str | None:
     """Why this job cannot be a farm member (one phrase), or None."""
     trainer = cfg.trainer
     checks = [
-        (cfg.get("ckpt_path") or cfg.get("resume") or cfg.get("resume_dir"), "it resumes a run"),
+        # ckpt_path=last continues each job in its own dir: an interrupted farm resumes so, as a farm
+        (cfg.get("ckpt_path") not in (None, "last") or cfg.get("resume") or cfg.get("resume_dir"),
+         "it resumes from a given checkpoint or run dir"),
         (str(trainer.get("strategy", "auto")) not in ("auto", "single_device") or trainer.get("devices", 1) not in (1, "1"),
          "it trains on several devices"),
         (str(trainer.get("accelerator", "auto")) not in ("auto", "cpu") or _cuda_available(), "the farm trains on the CPU only"),
