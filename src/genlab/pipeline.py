@@ -28,6 +28,7 @@ from genlab.errors import ConfigError, NonFiniteLoss, RunFailed
 from genlab.models import count_flops, count_parameters
 from genlab.records import SCHEMA_VERSION, git_state, package_versions, write_json_atomic
 from genlab.summary import print_summary
+from genlab.threads import use_torch_threads
 from genlab.resume import check_checkpoint_fits, checkpoint_to_resume, resume_command, start_accepted
 from genlab.training.checkpoints import checkpoint_globals, read_checkpoint, save_and_load_checkpoints_safely
 from genlab.training.ddp import isolated_distributed_job, launch_ddp_workers_as_this_job
@@ -340,7 +341,7 @@ def _run(cfg: DictConfig) -> dict[str, float]:
         finish_wandb(loggers)
     if trainer.is_global_zero:
         print_summary("Run summary", metrics, start.record["model"], start.record["wall_time_s"], run_dir, sync_hints,
-                      start.record["tested"])
+                      start.record["tested"], start.record["torch_threads"])
     return metrics
 
 
@@ -350,6 +351,8 @@ def start_run(cfg: DictConfig) -> RunStart:
     validate(cfg)
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     run_dir = Path(cfg.paths.output_dir)
+    hydra_cfg = current_hydra_config()
+    threads, threads_why = use_torch_threads(hydra_cfg.get("launcher") if hydra_cfg is not None else None)
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule = build_datamodule(cfg.data, cfg.seed, cfg.get("augmentation"))
@@ -384,6 +387,7 @@ def start_run(cfg: DictConfig) -> RunStart:
         "command": sys.argv,
         "git": git_state(),
         "packages": package_versions(),
+        "torch_threads": {"threads": threads, "why": threads_why},
     }
     return RunStart(cfg, run_dir, datamodule, module, loggers, trainer, record, resume_from, t0)
 

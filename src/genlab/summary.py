@@ -18,12 +18,14 @@ def describe_weights(tested: dict[str, Any]) -> str:
 
 
 def print_summary(title: str, metrics: dict[str, float], model: dict[str, Any], wall_time_s: float, run_dir: Path,
-                  notes: list[str], tested: dict[str, dict[str, Any]] | None = None) -> None:
+                  notes: list[str], tested: dict[str, dict[str, Any]] | None = None,
+                  threads: dict[str, Any] | None = None) -> None:
     """Final metrics, model size and cost and time in a table, then where the outputs went and `notes` (e.g. W&B sync),
     each on a line of its own that never wraps.
 
     `model` is the run record's model entry: name, params and flops (per image, one forward pass). `tested` (a
     training run's) names the weights test/* and final/* describe; final/test/acc is shown beside test/acc.
+    `threads` (the record's torch_threads) says how many torch threads trained, and why that many.
     """
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column(style="bold")
@@ -42,6 +44,7 @@ def print_summary(title: str, metrics: dict[str, float], model: dict[str, Any], 
         ("parameters", f"{model['params']:,}"),
         ("FLOPs per image (forward)", format_flops(model["flops"])),
         ("wall time", f"{wall_time_s:.1f} s"),
+        *([("torch threads", f"{threads['threads']} ({threads['why']})")] if threads else []),
     ]
     for name, value in rows:
         table.add_row(name, value)

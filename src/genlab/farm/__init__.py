@@ -79,7 +79,7 @@ def finish(member: Member) -> dict[str, float]:
     finally:
         finish_wandb(loggers)
     print_summary("Run summary", metrics, start.record["model"], start.record["wall_time_s"], run_dir, sync_hints,
-                  start.record["tested"])
+                  start.record["tested"], start.record["torch_threads"])
     return metrics
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -13,11 +12,7 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrid
 from omegaconf import DictConfig, open_dict
 
 from genlab.farm.packing import plan
-
-
-def cores_available() -> int:
-    """The cores this process may run on (a cgroup or taskset limit included), not the machine's count."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+from genlab.threads import use_torch_threads
 
 
 def job_config(launcher: Any, overrides: Sequence[str], index: int) -> DictConfig:
@@ -61,13 +56,11 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     configs = [job_config(launcher, overrides, initial_job_idx + i) for i, overrides in enumerate(job_overrides)]
     packing = plan(configs, launcher.max_members)
-    import torch
-
-    threads = cores_available()
-    torch.set_num_threads(threads)  # one process trains everything: it gets every core it may use, and no more
+    # one process trains every job: it gets every core it may use, and no more (each job's run sets the same again)
+    threads, why = use_torch_threads(None)
     sizes = ", ".join(str(len(farm)) for farm in packing.farms) or "none"
     say(f"{len(configs)} jobs: {len(packing.farms)} farm(s) of {sizes} members, {len(packing.alone)} ordinary "
-        f"job(s); {threads} torch threads ({threads} cores available)")
+        f"job(s); {threads} torch threads ({why})")
     for index, why in sorted(packing.alone.items()):
         say(f"job {initial_job_idx + index} runs as an ordinary job: {why}")
     returns: dict[int, JobReturn] = {}
