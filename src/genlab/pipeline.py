@@ -345,9 +345,10 @@ def _run(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-def start_run(cfg: DictConfig) -> RunStart:
+def start_run(cfg: DictConfig, farm: bool = False) -> RunStart:
     """Validate, seed, build the data module, the module, the loggers and the trainer, and start the run record;
-    nothing is written before every check has passed."""
+    nothing is written before every check has passed. `farm`: the run is a seed farm's member (its checkpoints are
+    the farm's kind)."""
     validate(cfg)
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     run_dir = Path(cfg.paths.output_dir)
@@ -363,7 +364,7 @@ def start_run(cfg: DictConfig) -> RunStart:
     prepare_run_dir(run_dir, count_parameters(module.net))
     resume_from = checkpoint_to_resume(cfg.get("ckpt_path"), cfg.get("resume", False), cfg.get("resume_dir"), run_dir)
     if resume_from is not None:
-        check_checkpoint_fits(resume_from, module.hparams.model, datamodule.info.name)
+        check_checkpoint_fits(resume_from, module.hparams.model, datamodule.info.name, farm)
     # Every check passed: only now is anything of this run written (a refused start left the run dir as it was).
     start_accepted()
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)

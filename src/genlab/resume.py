@@ -146,12 +146,25 @@ def checkpoint_to_resume(ckpt_path: str | None, resume: bool, resume_dir: str | 
     return newest if requeued() else None
 
 
-def check_checkpoint_fits(checkpoint: Path, model: dict[str, Any], data_name: str) -> None:
-    """Refuse a checkpoint trained for another model, input shape, class count or data set, naming the mismatch; one
-    that is unreadable or would run code when loaded is refused before anything reads it further."""
+FARM_STATE = "genlab_farm"  # the key a seed farm's checkpoints have and a single run's lack (genlab.farm.engine)
+
+
+def check_checkpoint_fits(checkpoint: Path, model: dict[str, Any], data_name: str, farm: bool = False) -> None:
+    """Refuse a checkpoint trained for another model, input shape, class count or data set, naming the mismatch, and
+    one the other kind of training wrote (a seed farm's holds no Lightning loop state: a single run resumed from it
+    would start again at epoch 0); one that is unreadable or would run code when loaded is refused before anything
+    reads it further."""
     from genlab.training.checkpoints import read_checkpoint
 
-    saved = read_checkpoint(checkpoint).get("hyper_parameters") or {}
+    contents = read_checkpoint(checkpoint)
+    if farm and FARM_STATE not in contents:
+        raise ConfigError("ckpt_path", str(checkpoint), "a checkpoint a seed farm wrote; this one is a single run's: "
+                          "continue it without hydra/launcher=farm")
+    if not farm and FARM_STATE in contents:
+        raise ConfigError("ckpt_path", str(checkpoint), "a single run's checkpoint; this one is a seed farm member's: "
+                          "continue it with its farm's command (hydra/launcher=farm … ckpt_path=last), or test it with "
+                          "eval.py")
+    saved = contents.get("hyper_parameters") or {}
     saved_model, saved_data = saved.get("model") or {}, saved.get("data") or {}
     if not saved_model:
         raise ConfigError("ckpt_path", str(checkpoint), "a checkpoint saved by train.py (this one records no model)")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FAST, compose_config
-from genlab.errors import RunFailed
+from genlab.errors import ConfigError, RunFailed
 from genlab.farm import enroll, finish, train_farm
 from genlab.farm.packing import plan
 from genlab.pipeline import run
@@ -81,6 +81,20 @@ def test_a_member_whose_loss_turns_nan_is_marked_failed_and_the_others_finish(tm
     assert ok["status"] == "completed" and ok["epochs"] == EPOCHS and ok["metrics"]["test/acc"] > 0.3
     assert failed["status"] == "failed" and failed["error"].startswith("train/loss is nan at step")
     assert failed["last_checkpoint"].endswith("checkpoints/last.ckpt") and Path(failed["last_checkpoint"]).is_file()
+
+
+def test_a_single_run_refuses_a_farm_checkpoint_and_a_farm_a_single_runs(tmp_path):
+    # A farm's checkpoints hold no Lightning loop state: a single run resumed from one restarted at epoch 0 (31 epochs
+    # "resumed" for 1 asked, on the member's weights) and recorded it as a resume.
+    (farm_dir,) = farm(tmp_path, [["seed=1"]])
+    before = sorted(p.name for p in (farm_dir / "checkpoints").iterdir())
+    with pytest.raises(ConfigError, match="a single run's checkpoint; this one is a seed farm member's"):
+        run(compose_config([*SHARED, "seed=1", f"ckpt_path={farm_dir / 'checkpoints' / 'last.ckpt'}"], tmp_path / "one"))
+    alone = tmp_path / "alone"
+    run(compose_config([*SHARED, "seed=1"], alone))
+    with pytest.raises(ConfigError, match="a checkpoint a seed farm wrote; this one is a single run's"):
+        enroll(compose_config([*SHARED, "seed=1", "ckpt_path=last"], alone))
+    assert sorted(p.name for p in (farm_dir / "checkpoints").iterdir()) == before
 
 
 def test_jobs_pack_by_what_they_share_and_the_rest_run_alone_with_a_reason(tmp_path):

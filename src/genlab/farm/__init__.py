@@ -15,7 +15,7 @@ from genlab.training.loggers import finish_wandb, offline_sync_hints
 
 def enroll(cfg: DictConfig) -> Member:
     """A job of the farm, assembled as `train.py` assembles it (validated, seeded, nothing written before that)."""
-    start = start_run(cfg)
+    start = start_run(cfg, farm=True)
     member = build_member(start, cfg.trainer.max_epochs)
     save_preview(cfg, start.datamodule, start.run_dir, start.loggers)
     return member

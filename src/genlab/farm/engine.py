@@ -22,14 +22,13 @@ import lightning
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor
 
-from genlab.errors import ConfigError
 from genlab.pipeline import RunStart
+from genlab.resume import FARM_STATE
 from genlab.training.checkpoints import SafeCheckpointIO, read_checkpoint
 from genlab.training.random_state import CHECKPOINT_KEY, random_states
 
 LAST = "last.ckpt"
 INTERRUPTED = "interrupted.ckpt"
-FARM_STATE = "genlab_farm"  # in a member's checkpoints: where its training continues, its best so far, its outcome
 
 
 class FarmInterrupted(Exception):
@@ -102,10 +101,7 @@ def build_member(start: RunStart, max_epochs: int) -> Member:
 
 
 def restore(member: Member, checkpoint: dict[str, Any]) -> None:
-    """Continue `member` exactly where its checkpoint (one the farm wrote) left it."""
-    if FARM_STATE not in checkpoint:
-        raise ConfigError("ckpt_path", str(member.start.resume_from), "a checkpoint a seed farm wrote (this one is "
-                          "an ordinary run's: resume it without hydra/launcher=farm)")
+    """Continue `member` exactly where its checkpoint (one the farm wrote: `check_checkpoint_fits`) left it."""
     member.start.module.load_state_dict(checkpoint["state_dict"])
     member.optimizer.load_state_dict(checkpoint["optimizer_states"][0])
     if member.scheduler is not None:
