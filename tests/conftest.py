@@ -33,12 +33,6 @@ def compose_config(overrides: list[str], output_dir: Path, config_name: str = "t
     return cfg
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Slow tests first: xdist deals tests out in this order, and slow ones dealt last left one worker running them
-    while the other sat idle (most of them wait on processes of their own, so two at once barely slow each other)."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-
-
 @pytest.fixture
 def make_cfg(tmp_path):
     """make_cfg(*overrides, fast=True, config_name="train") -> a composed config writing into tmp_path/run."""
