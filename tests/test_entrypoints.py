@@ -30,7 +30,7 @@ def start_fresh(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_train_then_eval_reproduces_the_test_accuracy(tmp_path):
-    trained = start_fresh("train.py", "trainer.max_epochs=5", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    trained = start_fresh("train.py", "trainer.max_epochs=2", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr[-3000:]
     record = json.loads((tmp_path / "run" / "results.json").read_text())
     assert "Run summary" in trained.stdout and "test accuracy" in trained.stdout

@@ -103,38 +103,28 @@ def test_jobs_pack_by_what_they_share_and_the_rest_run_alone_with_a_reason(tmp_p
 
     jobs = [job("seed=1", "regularization=none"), job("seed=2", "regularization=l2"), job("seed=3", "model.width=8"),
             job("seed=4", "trainer.fast_dev_run=true"), job("seed=5", "regularization=label_smoothing"),
-            job("seed=6", "ckpt_path=/x.ckpt")]
+            job("seed=6", "ckpt_path=/x.ckpt"), job("seed=7", "+trainer.gradient_clip_algorithm=value")]
     packed = plan(jobs, max_members=32)
     assert packed.farms == [[0, 1, 4]]
     assert packed.alone == {2: "no other job shares its network, data and trainer settings",
                             3: "it limits or reschedules the loops (debug settings)",
-                            5: "it resumes from a given checkpoint or run dir"}
+                            5: "it resumes from a given checkpoint or run dir", 6: "the farm clips gradients by norm only"}
     small = plan(jobs[:2] + [jobs[4]], max_members=2)
     assert small.farms == [[0, 1]] and "max_members=2" in small.alone[2]
 
 
 @pytest.mark.slow
-def test_a_multirun_with_the_farm_launcher_says_what_it_packed(tmp_path):
-    result = run_script("train.py", "-m", "hydra/launcher=farm", "seed=1,2", "model.width=8,16", "trainer.max_epochs=1",
-                        "logger=csv", "analysis.robustness=false", "analysis.confusion_matrix=false",
-                        "augmentation.preview_images=0", "callbacks.rich_progress_bar.enabled=false",
-                        "trainer.enable_progress_bar=false", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    said = [line for line in result.stderr.splitlines() if line.startswith("farm: ")]
-    assert said[0].startswith("farm: 4 jobs: 2 farm(s) of 2, 2 members, 0 ordinary job(s); ") and "torch threads" in said[0]
-    records = [json.loads((tmp_path / "sweep" / str(i) / "results.json").read_text()) for i in range(4)]
-    assert [r["status"] for r in records] == ["completed"] * 4 and [r["seed"] for r in records] == [1, 1, 2, 2]
-    assert result.stdout.strip().splitlines()[-1].startswith("sweep: 4 jobs, 4 completed, 0 failed")
-
-
-@pytest.mark.slow
-def test_a_farm_stopped_by_sigterm_resumes_to_the_numbers_of_one_never_stopped(tmp_path):
+def test_a_farm_says_what_it_packed_and_resumes_after_sigterm_to_the_numbers_of_one_never_stopped(tmp_path):
     sweep = ["-m", "hydra/launcher=farm", "seed=1,2", "trainer.max_epochs=4", "model.dropout=0.3",
              "trainer.deterministic=true", "logger=csv", "analysis.robustness=false", "analysis.confusion_matrix=false",
              "augmentation.preview_images=0", "callbacks.rich_progress_bar.enabled=false",
              "trainer.enable_progress_bar=false"]
     whole = run_script("train.py", *sweep, f"hydra.sweep.dir={tmp_path / 'whole'}", cwd=tmp_path)
     assert whole.returncode == 0, whole.stderr[-3000:]
+    said = [line for line in whole.stderr.splitlines() if line.startswith("farm: ")]
+    assert said[0].startswith("farm: 2 jobs: 1 farm(s) of 2 members, 0 ordinary job(s); ") and "torch threads" in said[0]
+    assert said[1] == "farm: training 2 members together: jobs 0, 1"
+    assert whole.stdout.strip().splitlines()[-1].startswith("sweep: 2 jobs, 2 completed, 0 failed")
     cut = tmp_path / "cut"
     process = start_script("train.py", *sweep, f"hydra.sweep.dir={cut}", cwd=tmp_path)
     deadline = time.monotonic() + 120

@@ -29,6 +29,8 @@ def farm_blocker(cfg: DictConfig) -> str | None:
          or trainer.get("limit_val_batches") is not None or trainer.get("max_steps", -1) not in (-1, None)
          or trainer.get("val_check_interval") is not None or trainer.get("check_val_every_n_epoch", 1) != 1,
          "it limits or reschedules the loops (debug settings)"),
+        (trainer.get("gradient_clip_algorithm") not in (None, "norm"), "the farm clips gradients by norm only"),
+        (bool(trainer.get("min_epochs")), "trainer.min_epochs holds early stopping back, which the farm does not"),
         (_callback_on(cfg, "grad_stats"), "callbacks.grad_stats needs Lightning's hooks"),
         (_checkpoint_setting(cfg), "callbacks.model_checkpoint keeps more than the best and the last checkpoint"),
     ]
