@@ -145,3 +145,17 @@ def test_a_farm_says_what_it_packed_and_resumes_after_sigterm_to_the_numbers_of_
     for job in ("0", "1"):
         again, never = (json.loads((d / job / "results.json").read_text()) for d in (cut, tmp_path / "whole"))
         assert again["status"] == "completed" and again["metrics"] == never["metrics"] and again["epochs"] == 4
+
+
+def test_a_member_stopped_early_stops_where_its_separate_run_stops(tmp_path):
+    # mode=min on val/acc with patience 1: the first epoch whose accuracy rises stops the run, well before 4 epochs
+    stopping = ["seed=4", "trainer.max_epochs=4", "callbacks.early_stopping.enabled=true",
+                "callbacks.early_stopping.monitor=val/acc", "callbacks.early_stopping.mode=min",
+                "callbacks.early_stopping.patience=1"]
+    member = enroll(compose_config([*SHARED, *stopping], tmp_path / "farm"))
+    train_farm([member], 4)
+    finish(member)
+    run(compose_config([*SHARED, *stopping], tmp_path / "alone"))
+    together, alone = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("farm", "alone"))
+    assert together["epochs"] == alone["epochs"] < 4 and member.outcome.stopped_early_at == alone["epochs"] - 1
+    assert together["metrics"] == alone["metrics"]
