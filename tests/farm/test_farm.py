@@ -81,6 +81,14 @@ def test_a_member_whose_loss_turns_nan_is_marked_failed_and_the_others_finish(tm
     assert ok["status"] == "completed" and ok["epochs"] == EPOCHS and ok["metrics"]["test/acc"] > 0.3
     assert failed["status"] == "failed" and failed["error"].startswith("train/loss is nan at step")
     assert failed["last_checkpoint"].endswith("checkpoints/last.ckpt") and Path(failed["last_checkpoint"]).is_file()
+    # The farm again with ckpt_path=last: the finished member is tested again as it was, the failed one stays failed
+    # (resumed from its last good epoch, it would only diverge again), and neither is trained further.
+    again = [enroll(compose_config([*SHARED, *overrides, "ckpt_path=last"], d))
+             for overrides, d in zip([["seed=1"], diverging], dirs)]
+    train_farm(again, EPOCHS)
+    assert finish(again[0]) == ok["metrics"]
+    with pytest.raises(RunFailed, match="train/loss is nan"):
+        finish(again[1])
 
 
 def test_a_single_run_refuses_a_farm_checkpoint_and_a_farm_a_single_runs(tmp_path):

@@ -11,6 +11,7 @@ Stacking the members into one vmapped network was measured too (benchmarks/farm.
 """
 from __future__ import annotations
 
+import json
 import math
 import signal
 import time
@@ -22,6 +23,7 @@ import lightning
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor
 
+from genlab.errors import ConfigError
 from genlab.pipeline import RunStart
 from genlab.resume import FARM_STATE
 from genlab.training.checkpoints import SafeCheckpointIO, read_checkpoint
@@ -114,6 +116,18 @@ def restore(member: Member, checkpoint: dict[str, Any]) -> None:
     if stopping is not None and state["early_stopping"]:
         stopping.load_state_dict(state["early_stopping"])
     member.outcome = Outcome(**state["outcome"])
+    failed = previous_failure(member.start.run_dir)
+    if failed is not None:  # its loss turned non-finite: resumed from its last good checkpoint it would again
+        member.outcome = Outcome("failed", failed)
+
+
+def previous_failure(run_dir: Path) -> str | None:
+    """The error of a run whose results.json says it failed, else None."""
+    try:
+        record = json.loads((run_dir / "results.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return str(record.get("error")) if record.get("status") == "failed" else None
 
 
 def train_step(member: Member, batch: Any, batch_idx: int, epoch: int) -> None:
@@ -207,16 +221,18 @@ def save_checkpoints(member: Member, values: dict[str, torch.Tensor], epoch: int
     callback = member.start.trainer.checkpoint_callback
     if callback is None:
         return
-    contents = checkpoint_contents(member, epoch, (epoch + 1, 0))
-    writer = SafeCheckpointIO()
+    writer, replaced = SafeCheckpointIO(), None
     score = values.get(callback.monitor)
     if score is not None and member.best.improved_by(float(score), callback.mode):
         path = callback.format_checkpoint_name({**values, "epoch": torch.tensor(epoch),
                                                 "step": torch.tensor(member.global_step)})
-        writer.save_checkpoint(contents, path)
-        if member.best.path and member.best.path != path:
-            Path(member.best.path).unlink(missing_ok=True)
-        member.best = BestCheckpoint(path, float(score), epoch)
+        replaced = member.best.path if member.best.path != path else None
+        member.best = BestCheckpoint(path, float(score), epoch)  # before the contents: they carry the best too
+    contents = checkpoint_contents(member, epoch, (epoch + 1, 0))
+    if member.best.epoch == epoch:
+        writer.save_checkpoint(contents, member.best.path)
+        if replaced:
+            Path(replaced).unlink(missing_ok=True)
     writer.save_checkpoint(contents, str(Path(callback.dirpath) / LAST))
 
 
@@ -253,8 +269,11 @@ def train_epochs(members: list[Member], max_epochs: int, signals: list[int]) -> 
     loaders = {id(member): member.start.datamodule.train_dataloader() for member in members}
     training = [member for member in members if member.training]
     first_epoch, first_batch = min((member.position for member in training), default=(max_epochs, 0))
-    if any(member.position != (first_epoch, first_batch) for member in training):
-        raise ValueError("the members of a farm continue from the same epoch and batch")
+    behind = [member for member in training if member.position != (first_epoch, first_batch)]
+    if behind:  # a farm stops all its members at once: one elsewhere lost its interrupted.ckpt, or is another run's
+        where = ", ".join(f"{m.start.run_dir} at epoch {m.position[0]}, batch {m.position[1]}" for m in training)
+        raise ConfigError("ckpt_path", "last", f"members that all continue from the same step; their newest checkpoints "
+                          f"are at different ones ({where})")
     for epoch in range(first_epoch, max_epochs):
         active = [member for member in members if member.training]
         if not active:
