@@ -6,8 +6,8 @@ mixup draws), loggers, checkpoints and results.json. A member's step runs the sa
 its separate run's step, so its numbers are its separate run's, bit for bit (tests/farm/). What the members share is
 one process start (~7 s of imports on a laptop CPU) and a loop without Lightning's per-step bookkeeping (~1.2 ms).
 
-Stacking the members into one vmapped network was measured too (benchmarks/farm.py, README "Seed farm"): on a
-2-core CPU it was no faster than taking the steps in turn, and its float32 results drifted from the separate runs'.
+Stacking the members into one vmapped network was measured too (README "Seed farm"): on a 2-core CPU it was about as
+fast as taking the steps in turn, and its float32 results drifted from the separate runs'.
 """
 from __future__ import annotations
 
@@ -27,10 +27,10 @@ from genlab.errors import ConfigError
 from genlab.pipeline import RunStart
 from genlab.resume import FARM_STATE
 from genlab.training.checkpoints import SafeCheckpointIO, read_checkpoint
+from genlab.training.guards import INTERRUPTED_CHECKPOINT
 from genlab.training.random_state import CHECKPOINT_KEY, random_states
 
 LAST = "last.ckpt"
-INTERRUPTED = "interrupted.ckpt"
 
 
 class FarmInterrupted(Exception):
@@ -241,7 +241,8 @@ def save_interrupted(members: list[Member], epoch: int, batches_done: int) -> No
     for member in members:
         if member.outcome.status != "failed":
             contents = checkpoint_contents(member, epoch, (epoch, batches_done))
-            SafeCheckpointIO().save_checkpoint(contents, str(member.start.run_dir / "checkpoints" / INTERRUPTED))
+            path = member.start.run_dir / "checkpoints" / INTERRUPTED_CHECKPOINT
+            SafeCheckpointIO().save_checkpoint(contents, str(path))
 
 
 def train_farm(members: list[Member], max_epochs: int) -> float:
