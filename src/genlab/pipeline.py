@@ -283,18 +283,21 @@ def compares_last(cfg: DictConfig) -> bool:
     return cfg.analysis.get("compared_weights", "best") == "last"
 
 
-def tested_weights(trainer: L.Trainer, best: str | None) -> dict[str, dict[str, Any]]:
+def tested_weights(cfg: DictConfig, trainer: L.Trainer, best: str | None) -> dict[str, dict[str, Any]]:
     """Which weights each test pass scored, for results.json: `test` the best checkpoint (its epoch, and the monitor
-    and mode that chose it) or, with no checkpoint callback, the last weights; `final` the last epoch's weights.
+    and mode that chose it) or, with no checkpoint callback, the last weights; `final` the last epoch's weights;
+    `analysis` the ones robust/*, per_class_acc and the confusion matrix describe (analysis.compared_weights).
     Epochs count from 0, as in metrics.csv and the checkpoints."""
     callback = trainer.checkpoint_callback
     epoch_of = getattr(callback, "epoch_of", lambda path: None)
     last = {"weights": "last", "epoch": trainer.current_epoch - 1}
     if best is None:
-        return {"test": last, "final": last}
-    score = callback.best_model_score
-    return {"test": {"weights": "best", "epoch": epoch_of(best), "monitor": callback.monitor, "mode": callback.mode,
-                     "score": None if score is None else float(score)}, "final": last}
+        tested = {"test": last, "final": last}
+    else:
+        score = callback.best_model_score
+        tested = {"test": {"weights": "best", "epoch": epoch_of(best), "monitor": callback.monitor,
+                           "mode": callback.mode, "score": None if score is None else float(score)}, "final": last}
+    return {**tested, "analysis": tested["final" if compares_last(cfg) else "test"]}
 
 
 def log_derived_metrics(trainer: L.Trainer, metrics: dict[str, float]) -> None:
@@ -440,9 +443,8 @@ def fit_and_record(cfg: DictConfig, trainer: L.Trainer, module: ImageClassifier,
         except OSError:
             marked = "results.json could not be written either"
         raise RunFailed(f"{why}; {marked}. Free some space, then resume with: {resume_command(run_dir)}") from err
-    tested = tested_weights(trainer, best)
-    tested["analysis"] = tested["final" if compares_last(cfg) else "test"]  # robust/*, per_class_acc, confusion matrix
-    write_results(status="completed", metrics=metrics, per_class_acc=per_class, best_checkpoint=best, tested=tested)
+    write_results(status="completed", metrics=metrics, per_class_acc=per_class, best_checkpoint=best,
+                  tested=tested_weights(cfg, trainer, best))
     return metrics, best, per_class
 
 

@@ -2,13 +2,12 @@
 (`hydra/launcher=farm`, conf/hydra/launcher/farm.yaml). See engine.py for how, packing.py for which jobs pack."""
 from __future__ import annotations
 
-from typing import Any
-
+import torch
 from omegaconf import DictConfig
 
 from genlab.errors import RunFailed
 from genlab.farm.engine import Member, build_member, train_farm
-from genlab.pipeline import save_preview, start_run, test_and_analyse, write_run_record
+from genlab.pipeline import save_preview, start_run, test_and_analyse, tested_weights, write_run_record
 from genlab.summary import print_summary
 from genlab.training.loggers import finish_wandb, offline_sync_hints
 
@@ -21,27 +20,19 @@ def enroll(cfg: DictConfig) -> Member:
     return member
 
 
-def tested_weights(member: Member) -> dict[str, Any]:
-    """results.json's `tested`, as `pipeline.tested_weights` says it for a run trained by Lightning."""
-    callback = member.start.trainer.checkpoint_callback
-    last = {"weights": "last", "epoch": member.epochs_done - 1}
-    if member.best.path is None:
-        tested = {"test": last, "final": last}
-    else:
-        tested = {"test": {"weights": "best", "epoch": member.best.epoch, "monitor": callback.monitor,
-                           "mode": callback.mode, "score": member.best.score}, "final": last}
-    compares_last = member.start.cfg.analysis.get("compared_weights", "best") == "last"
-    return {**tested, "analysis": tested["final" if compares_last else "test"]}
-
-
 def reached(member: Member) -> None:
-    """Tell the member's trainer, which never ran fit, the epoch and step the member reached: its test passes log at
-    them, and its record says them."""
+    """Tell the member's trainer, which never ran fit, the epoch and step the member reached and its best checkpoint:
+    its test passes log at them, and its record says them (`pipeline.tested_weights`)."""
     trainer = member.start.trainer
     epoch_loop = trainer.fit_loop.epoch_loop
     trainer.fit_loop.epoch_progress.current.completed = member.epochs_done
     epoch_loop._batches_that_stepped = member.global_step  # the step Lightning logs at
     epoch_loop.automatic_optimization.optim_progress.optimizer.step.total.completed = member.global_step  # global_step
+    callback, best = trainer.checkpoint_callback, member.best
+    if callback is not None and best.path is not None:
+        callback.best_model_path, callback.best_model_score = best.path, torch.tensor(best.score)
+        if hasattr(callback, "saved_epochs"):  # LastEpochCheckpoint's: which epoch each kept file holds
+            callback.saved_epochs[best.path] = best.epoch
 
 
 def record_interruption(member: Member, why: str, resume_command: str) -> None:
@@ -72,9 +63,9 @@ def finish(member: Member) -> dict[str, float]:
         metrics, per_class = test_and_analyse(start.cfg, trainer, module, start.datamodule, run_dir, loggers,
                                               member.best.path)
         metrics["val/acc_best"] = float(module.val_acc_best.compute())
-        tested = tested_weights(member)
         write_run_record(trainer, run_dir, loggers, start.record, start.t0, status="completed", metrics=metrics,
-                         per_class_acc=per_class, best_checkpoint=member.best.path, tested=tested)
+                         per_class_acc=per_class, best_checkpoint=member.best.path,
+                         tested=tested_weights(start.cfg, trainer, member.best.path))
         sync_hints = offline_sync_hints(loggers)
     finally:
         finish_wandb(loggers)
