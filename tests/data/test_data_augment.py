@@ -102,3 +102,18 @@ def test_custom_policy_mistakes_are_config_errors():
                                                                  "width": 64}]}, info, 0)
     with pytest.raises(ConfigError, match=r"not float32 \(32, 32, 3\) \(normalisation happens on the device"):
         build_train_transform({"name": "custom", "transforms": [{"_target_": "albumentations.Normalize"}]}, info, 0)
+
+
+def test_the_preview_montage_puts_each_image_whole_in_its_own_tile():
+    from genlab.data.preview import tile_images
+
+    images = np.stack([np.full((5, 4, 3), 10 * (i + 1), dtype=np.uint8) for i in range(7)])
+    images[:, 0, 0] = 0  # a corner that shows where each image starts
+    canvas, tile_w, tile_h = tile_images(images, cols=3)
+    assert canvas.shape == (3 * tile_h, 3 * tile_w, 3) and tile_w == 6 and tile_h == 5 + 2 + 1
+    for i in range(7):
+        row, col = divmod(i, 3)
+        tile = canvas[row * tile_h:(row + 1) * tile_h, col * tile_w:(col + 1) * tile_w]
+        np.testing.assert_array_equal(tile[2:7, 1:5], images[i])  # under a 2-pixel label band, 1 pixel in
+        assert (tile[:2] == 255).all() and (tile[:, 0] == 255).all() and (tile[:, 5] == 255).all()
+    assert (canvas[2 * tile_h:, tile_w:] == 255).all()  # the two tiles past the seventh image stay blank
