@@ -65,6 +65,10 @@ def _run_as_main(script: str, args: list[str], cwd: str, env: dict[str, str], st
         signal.signal(signum, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.argv = [script, *args]
+    # The fork server made this process the forkserver way and its preparation set that start method for it; a real
+    # `python train.py` starts its loader workers with the platform's default (fork on Linux). Left as it was, every
+    # worker started a fresh server and imported torch again: ~6 s per loader, and not what a user's run does.
+    multiprocessing.set_start_method(None, force=True)
     code, died_of = 0, None
     try:
         runpy.run_path(script, run_name="__main__")
