@@ -1,6 +1,7 @@
 """Shared fixtures: configs composed in-process with Hydra's compose API, and data sets written in official formats."""
 from __future__ import annotations
 
+import copy
 import gzip
 import os
 import pickle
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
@@ -21,6 +23,26 @@ CONF_DIR = REPO / "conf"
 # matplotlib ~1.6 s per run, twice a small run's training: the tests that check them ask for them.
 FAST = ["logger=csv", "callbacks.rich_progress_bar.enabled=false", "trainer.enable_progress_bar=false",
         "analysis.confusion_matrix=false", "augmentation.preview_images=0"]
+
+
+def _parse_each_yaml_text_once() -> None:
+    """Hydra parses every config file again in each of the ~500 compositions a test process makes (~20 % of each);
+    a parse is a pure function of the text and the loader, so the test process keeps each result and hands out copies.
+    Only this process: the scripts the tests start (tests/scripts.py) parse as a user's run does."""
+    parse = yaml.load
+    parsed: dict[tuple[str, str], object] = {}
+
+    def load(stream, Loader):  # noqa: N803  (yaml's own name)
+        text = stream if isinstance(stream, (str, bytes)) else stream.read()
+        key = (text, f"{Loader.__module__}.{Loader.__qualname__}")  # OmegaConf makes a new loader class per call
+        if key not in parsed:
+            parsed[key] = parse(text, Loader)
+        return copy.deepcopy(parsed[key])
+
+    yaml.load = load
+
+
+_parse_each_yaml_text_once()
 
 
 def compose_config(overrides: list[str], output_dir: Path, config_name: str = "train") -> DictConfig:
