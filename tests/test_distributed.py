@@ -48,18 +48,24 @@ def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("launcher", ["basic", "submitit_local"])
-def test_ddp_jobs_of_a_multirun_each_get_one_run_dir_one_result_and_one_wandb_run(tmp_path, launcher):
+# Two jobs in one process (basic): the second job's workers must not join the first job's process group or reuse its
+# dir. One job under submitit, whose job process runs submitit's own script: its workers must still re-run train.py
+# with that job's config. (Each submitit job and each worker is a fresh interpreter, ~8 s of imports: a second
+# submitit job would add two for what the basic launcher's two jobs already show.)
+@pytest.mark.parametrize(("launcher", "seeds"), [("basic", [1, 2]), ("submitit_local", [1])],
+                         ids=["basic", "submitit_local"])
+def test_ddp_jobs_of_a_multirun_each_get_one_run_dir_one_result_and_one_wandb_run(tmp_path, launcher, seeds):
     sweep = tmp_path / "sweep"
     train(tmp_path, *TWO_CPU_PROCESSES, f"hydra/launcher={launcher}", "logger=wandb", "trainer.max_epochs=1",
-          "trainer.limit_train_batches=4", "seed=1,2", f"hydra.sweep.dir={sweep}", multirun=True)
+          "trainer.limit_train_batches=4", f"seed={','.join(map(str, seeds))}", f"hydra.sweep.dir={sweep}",
+          multirun=True)
     job_dirs = sorted(p for p in sweep.iterdir() if p.is_dir() and (p / ".hydra").is_dir())
-    assert [p.name for p in job_dirs] == ["0", "1"]
-    assert [results(p)["seed"] for p in job_dirs] == [1, 2]
+    assert [p.name for p in job_dirs] == [str(i) for i in range(len(seeds))]
+    assert [results(p)["seed"] for p in job_dirs] == seeds
     assert all(results(p)["status"] == "completed" for p in job_dirs)
     # no stray dirs from the second process of each job (the W&B run's own copy, genlab/results.json, aside)
-    assert len([p for p in sweep.rglob("results.json") if "wandb" not in p.parts]) == 2
-    assert [len(list(p.glob("wandb/offline-run-*"))) for p in job_dirs] == [1, 1]  # rank zero's run only
+    assert len([p for p in sweep.rglob("results.json") if "wandb" not in p.parts]) == len(seeds)
+    assert [len(list(p.glob("wandb/offline-run-*"))) for p in job_dirs] == [1] * len(seeds)  # rank zero's run only
 
 
 @pytest.mark.parametrize("argv0,recorded", [("/repo/train.py", "/repo/train.py"), ("-c", None),
