@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import traceback
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,20 @@ def _exit_code(exit: SystemExit) -> int:
     return 1
 
 
+def _own_temporary_directories() -> None:
+    """Give the script temp dirs of its own where the preloaded modules made some at import, as a fresh process would.
+
+    W&B stages media in a TemporaryDirectory made when it is imported, and cleans it at exit: forked scripts shared the
+    server's, and the first to exit deleted it for every later one (their W&B tables then failed). The server's
+    finalizers never run in a script; each such dir is swapped for a new one, which the script's own exit removes.
+    """
+    for inherited in list(weakref.finalize._registry):  # noqa: SLF001  (no public way to list them)
+        inherited.atexit = False
+        referent = inherited.peek()
+        if referent and isinstance(referent[0], tempfile.TemporaryDirectory):
+            referent[0].name = tempfile.mkdtemp(prefix="script-", suffix=os.path.basename(referent[0].name))
+
+
 def _run_as_main(script: str, args: list[str], cwd: str, env: dict[str, str], stdout: str, stderr: str,
                  new_session: bool) -> None:
     """The forked child: become `python script args` in `cwd` with `env`, writing to the given files."""
@@ -65,6 +80,7 @@ def _run_as_main(script: str, args: list[str], cwd: str, env: dict[str, str], st
         signal.signal(signum, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.argv = [script, *args]
+    _own_temporary_directories()
     # The fork server made this process the forkserver way and its preparation set that start method for it; a real
     # `python train.py` starts its loader workers with the platform's default (fork on Linux). Left as it was, every
     # worker started a fresh server and imported torch again: ~6 s per loader, and not what a user's run does.
