@@ -51,10 +51,12 @@ def save_augmentation_grid(images: np.ndarray, labels: np.ndarray, info: Dataset
         ax.imshow(canvas[..., :3], interpolation="nearest")
     else:
         ax.imshow(canvas[..., 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    band = tile_h - images.shape[1] - 1  # the label band above each image (tile_images)
     for i, label in enumerate(labels):
         name = info.class_names[label] if label < len(info.class_names) else str(label)
-        x, y = (i % cols + 0.5) * tile_w - 0.5, (i // cols) * tile_h + tile_h - images.shape[1] - 1.5
-        ax.text(x, y, name[:14], fontsize=7, ha="center", va="bottom")
+        row, col = divmod(i, cols)
+        # pixel centres sit on whole numbers: a tile's centre column, and the band's bottom edge
+        ax.text((col + 0.5) * tile_w - 0.5, row * tile_h + band - 0.5, name[:14], fontsize=7, ha="center", va="bottom")
     fig.suptitle(f"{info.name}: augmented training images", fontsize=9, y=1 - 0.1 / fig.get_figheight())
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
