@@ -119,6 +119,10 @@ def test_flops_are_counted_by_torch_for_one_eval_forward():
     net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 32 * 32, 10)).train()
     expected = 2 * (8 * 3 * 9 * 32 * 32) + 2 * (8 * 32 * 32 * 10)  # a multiply-add counts 2
     assert count_flops(net, 3, 32) == expected and net.training
+    # batch norm counts nothing, on real tensors and on the meta device (count_flops gives it a formula of 0)
+    normed = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.Flatten(), nn.Linear(8 * 32 * 32, 10))
+    assert count_flops(normed, 3, 32) == expected
+    assert count_flops(normed.to("meta"), 3, 32) == expected
     with torch.device("meta"):
         resnet18 = build_model("resnet", 3, 10, 32, depth=18)
     assert count_flops(resnet18, 3, 32) == pytest.approx(1.11e9, rel=0.01)  # ~0.56 G multiply-adds
