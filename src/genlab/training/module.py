@@ -160,8 +160,7 @@ class ImageClassifier(L.LightningModule):
             self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
         if isinstance(output, LogitsWithAux):
             aux_loss = output.aux_weight * sum(self.objective(aux, targets) for aux in output.aux)
-            if self._trainer is not None:  # the seed farm trains modules without a trainer (and logs itself)
-                self.log("train/aux_loss", aux_loss.detach(), on_step=True, on_epoch=True, batch_size=labels.shape[0])
+            self.log("train/aux_loss", aux_loss.detach(), on_step=True, on_epoch=True, batch_size=labels.shape[0])
             loss = loss + aux_loss
         if self.l1:
             loss = loss + self.l1 * l1_penalty(self.net)
