@@ -6,11 +6,13 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
 
 from genlab.errors import ConfigError, DataError, RunFailed
-from genlab.resume import choose_run_dir, protect_run_dir, undo_refused_start
+from genlab.locks import a_secondary_rank
+from genlab.resume import _given, check_named_run_dir, choose_run_dir, protect_run_dir, undo_refused_start
 from genlab.training.ddp import remember_entry_script
 
 
@@ -31,14 +33,28 @@ def resolve_run_dir(log_dir: str, task_name: str, resume, ckpt_path, resume_dir,
     log), so a refused start leaves it so. Hydra resolves it once per job (the resolver is cached on the job's config)."""
     try:
         run_dir, created = choose_run_dir(log_dir, task_name, resume, ckpt_path, resume_dir, stamp)
-        protect_run_dir(run_dir, created=True if created else None)
+        key = "resume_dir" if _given(resume_dir) else "ckpt_path" if ckpt_path == "last" else "resume"
+        protect_run_dir(run_dir, created=True if created else None, key=key)
     except ConfigError as err:
         refuse(err)
     return str(run_dir)
 
 
+def resolve_job_subdir(sweep_dir: str, job_num: Any) -> str:
+    """The `genlab_job_subdir` resolver (hydra.sweep.subdir): the job's number, as Hydra's default; on the way, the
+    job's dir (<sweep dir>/<number>) is locked and remembered as it is, before Hydra writes into it, so a job that a
+    continued sweep skips (or a refused one) leaves it as it was. Resolved once per job, in the process that runs it."""
+    job_dir = Path(sweep_dir) / str(job_num)
+    try:
+        protect_run_dir(job_dir, created=None, key="hydra.sweep.dir")
+    except ConfigError as err:
+        refuse(err)
+    return str(job_num)
+
+
 # conf/hydra/default.yaml names the run dir with this resolver, so a resumed run writes into the run it continues.
 OmegaConf.register_new_resolver("genlab_run_dir", resolve_run_dir, replace=True, use_cache=True)
+OmegaConf.register_new_resolver("genlab_job_subdir", resolve_job_subdir, replace=True, use_cache=True)
 remember_entry_script()  # imported by the entry points at start-up, in the process the user started
 
 # Options after which Hydra starts no job here (or starts sweep jobs in dirs of their own).
@@ -46,27 +62,37 @@ NO_SINGLE_JOB = ("-m", "--multirun", "-c", "--cfg", "-h", "--help", "--hydra-hel
                  "--shell-completion", "-p", "--package")
 
 
-def run_dir_named_on_the_command_line(argv: list[str]) -> Path | None:
-    """The run dir of a single run given as `hydra.run.dir=<dir>` (the resume command, DDP workers, a user), if any."""
+def run_dir_named_on_the_command_line(argv: list[str]) -> str | None:
+    """The run dir of a single run given as `hydra.run.dir=<dir>` (the resume command, DDP workers, a user), as typed,
+    if any."""
     if any(arg.split("=", 1)[0] in NO_SINGLE_JOB for arg in argv):
         return None
     for arg in argv:
-        found = re.fullmatch(r"\+{0,2}hydra\.run\.dir=(.+)", arg)
+        found = re.fullmatch(r"\+{0,2}hydra\.run\.dir=(.*)", arg)
         if found:
             value = found.group(1)
             if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
                 value = value[1:-1]
-            return None if "${" in value else Path(value).expanduser()
+            return None if "${" in value else value
     return None
 
 
+def resumes_its_run(argv: list[str]) -> bool:
+    """Whether the command continues the run in its run dir (`ckpt_path=last`, `resume=true`, `resume_dir=`)."""
+    settings = dict(arg.lstrip("+").split("=", 1) for arg in argv if "=" in arg and not arg.startswith("-"))
+    return (settings.get("ckpt_path") == "last" or settings.get("resume", "").lower() == "true"
+            or _given(settings.get("resume_dir")))
+
+
 def protect_the_run_dir_on_the_command_line(argv: list[str]) -> None:
-    """A run dir named on the command line is not chosen by the resolver, so it is checked and remembered here, at the
-    entry point's start, before Hydra creates it or writes into it."""
-    run_dir = run_dir_named_on_the_command_line(argv)
-    if run_dir is not None:
+    """A run dir named on the command line is not chosen by the resolver, so it is checked, locked and remembered here,
+    at the entry point's start, before Hydra creates it or writes into it: a new run needs a dir of its own, a resume
+    the run it continues, and no other live process may be writing it."""
+    value = run_dir_named_on_the_command_line(argv)
+    if value is not None:
         try:
-            protect_run_dir(run_dir)
+            run_dir = Path(value) if a_secondary_rank() else check_named_run_dir(value, resumes_its_run(argv))
+            protect_run_dir(run_dir.expanduser())
         except ConfigError as err:
             refuse(err)
 

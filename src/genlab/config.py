@@ -199,6 +199,17 @@ def validate_trainer(trainer: DictConfig, cuda_available: bool) -> None:
     require("trainer.strategy", strategy, not (isinstance(strategy, str) and SPAWNING_STRATEGIES.fullmatch(strategy))
             and start_method in (None, "popen"), "ddp (trainer=ddp; on the CPU: trainer=ddp trainer.accelerator=cpu "
             "trainer.devices=2): a spawned strategy's test stage never reaches metrics.csv and results.json")
+    # Every run trains, validates (the best checkpoint and val/acc_best come from validation) and tests.
+    for key, stage in (("limit_train_batches", "trains"), ("limit_val_batches", "validates"),
+                       ("limit_test_batches", "tests")):
+        limit = trainer.get(key)
+        require(f"trainer.{key}", limit, limit is None or (_is_number(limit) and limit > 0
+                and (limit <= 1 or float(limit).is_integer())),
+                f"null (all), a fraction in (0, 1] or a whole number of batches >= 1: every run {stage} "
+                "(eval.py tests a checkpoint without training)")
+    every = trainer.get("check_val_every_n_epoch", 1)
+    require("trainer.check_val_every_n_epoch", every, every is None or (_is_int(every) and 1 <= every <= epochs),
+            f"an integer in [1, trainer.max_epochs={epochs}]: the best checkpoint and val/acc_best come from validation")
     precision = str(trainer.precision)
     require("trainer.precision", trainer.precision, precision in PRECISIONS, f"one of {list(PRECISIONS)}")
     on_cpu = trainer.accelerator == "cpu" or (trainer.accelerator == "auto" and not cuda_available)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import atexit
+import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -13,7 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from genlab.cli import refuse
 from genlab.errors import ConfigError
-from genlab.resume import check_task_name
+from genlab.locks import acquire, release
+from genlab.resume import check_task_name, new_run_dir
 
 
 _SWEEP_NAME = {"task": "sweep"}  # set when a multirun starts, from its own (not a job's) config
@@ -26,7 +29,15 @@ def sweep_name() -> str:
     return _SWEEP_NAME["task"]
 
 
+def new_sweep_dir(log_dir: str, stamp: str, task_name: str) -> str:
+    """${genlab_sweep_dir:…} (hydra.sweep.dir): <log_dir>/multirun/<stamp>_<task>, created here, or <stamp>.2_<task>,
+    .3, … when a sweep started in the same second (in another process) took it. Resolved once, by the process that
+    runs the sweep; Hydra hands each job the cached value."""
+    return str(new_run_dir(Path(log_dir) / "multirun", stamp, task_name))
+
+
 OmegaConf.register_new_resolver("genlab_sweep_name", sweep_name, use_cache=True, replace=True)
+OmegaConf.register_new_resolver("genlab_sweep_dir", new_sweep_dir, use_cache=True, replace=True)
 
 
 class PrintConfig(Callback):
@@ -52,8 +63,11 @@ def _script(config: DictConfig) -> str:
 
 
 class SweepSummary(Callback):
-    """At the end of a multirun, print a table of its jobs, the re-run command of the best one and one line of counts
-    (completed / failed / interrupted), and end with a non-zero exit code unless every job completed.
+    """A multirun as a study: at its start, the plan of its jobs (sweep_jobs.yaml) and, when it continues a sweep dir
+    (hydra.sweep.dir=<dir> ckpt_path=last), the check that the dir holds this command's jobs; `job k/N` as each job
+    starts; at its end, a table of its jobs, the re-run command of the best one, one line of counts (completed /
+    failed / interrupted / not started), the command that continues it when jobs are left, and a non-zero exit code
+    unless every job completed.
 
     A job interrupted by Ctrl+C or SIGTERM stops the sweep there: genlab's jobs turn an interruption into a result
     (results.json says `interrupted`), which would otherwise let the launcher start the next job. A sweep that ends
@@ -63,26 +77,49 @@ class SweepSummary(Callback):
     def __init__(self) -> None:
         self._config: DictConfig | None = None
         self._sweep_dir: Path | None = None
+        self._pid: int | None = None  # the process that runs the sweep; a launcher's workers get copies of this object
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._config = config
+        from hydra.core.global_hydra import GlobalHydra
+
+        from genlab.sweep import plan_of
+
+        self._config, self._pid = config, os.getpid()
         _SWEEP_NAME["task"] = str(config.get("task_name") or "sweep")
         try:  # it names the sweep dir, which the launcher creates next: it must not leave outputs/multirun
             check_task_name(_SWEEP_NAME["task"])
+            plan = plan_of(config, GlobalHydra.instance().config_loader())
+            # Resolved (and cached) now, before the launcher and the jobs read it; a new sweep's dir is created here
+            self._sweep_dir = Path(str(config.hydra.sweep.dir))
+            self._sweep_dir.mkdir(parents=True, exist_ok=True)
+            check_sweep_dir(self._sweep_dir, plan, continues=config.get("ckpt_path") == "last")
+            acquire(self._sweep_dir, "hydra.sweep.dir", "a sweep dir no other sweep is running in")
         except ConfigError as err:
             refuse(err)
-        # Resolved (and cached) now, before the launcher and the jobs read it
-        self._sweep_dir = Path(str(config.hydra.sweep.dir))
+        keep_the_study_threads(self._sweep_dir)
+        plan.write(self._sweep_dir)
         atexit.register(self._report_unless_reported)
         if "optuna" in str(OmegaConf.select(config, "hydra.sweeper._target_", default="")):
             import optuna
 
             optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created …": the table says more
 
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from genlab.parallel import stop_requested
+        from genlab.sweep import progress_line
+
+        if str(config.hydra.mode) != "RunMode.MULTIRUN":
+            return
+        job_dir = Path(config.hydra.runtime.output_dir)
+        if stop_requested(job_dir.parent):  # a stopping parallel sweep: this job will not start
+            return
+        overrides = [str(o) for o in config.hydra.overrides.task]
+        print(progress_line(job_dir.parent, int(config.hydra.job.num), overrides), flush=True)
+
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         from genlab.sweep import read_job
 
-        if self._config is None:  # not the process that runs the sweep (a submitit job): nothing to stop here
+        if self._config is None or self._pid != os.getpid():  # not the process that runs the sweep: nothing to stop
             return
         job_dir = Path(config.hydra.runtime.output_dir)
         if self._sweep_dir is None or self._sweep_dir.resolve() != job_dir.parent.resolve():
@@ -91,9 +128,8 @@ class SweepSummary(Callback):
             return
         # Lightning ignores further Ctrl+C after the first (for its own shutdown); the sweep ends now, as asked.
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        code = self._report()
         print("sweep stopped: a job was interrupted; no further job is started", file=sys.stderr, flush=True)
-        raise SystemExit(code)
+        raise SystemExit(self._report())
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         code = self._report()
@@ -102,16 +138,68 @@ class SweepSummary(Callback):
             raise SystemExit(code)
 
     def _report(self) -> int:
+        from genlab.parallel import stop_requested
         from genlab.sweep import report
 
         config, self._config = self._config, None
-        if config is None:
+        if config is None or self._pid != os.getpid():
             return 0
-        return report(self._sweep_dir, str(config.get("optimized_metric", "val/acc_best")),
-                      _maximizes(config), script=_script(config))
+        try:
+            return report(self._sweep_dir, str(config.get("optimized_metric", "val/acc_best")),
+                          _maximizes(config), script=_script(config), argv=sys.argv,
+                          stopped_by=stop_requested(self._sweep_dir))
+        finally:
+            release(self._sweep_dir)
 
     def _report_unless_reported(self) -> None:
         try:
             self._report()
         except Exception:  # at exit, after a failure Hydra already reported: never a second traceback
             pass
+
+
+def check_sweep_dir(sweep_dir: Path, plan: Any, continues: bool) -> None:
+    """A sweep dir that holds jobs already is this command's to continue (ckpt_path=last), job for job: refused in one
+    line when the command does not continue it, or when a job there ran other swept values than this command's job of
+    the same number (the sweep's values changed). Values every job shares may change (trainer.max_epochs=<more> trains
+    the completed jobs further); a line names them."""
+    from genlab.resume import run_files
+    from genlab.sweep import job_dirs, job_identity, only, read_job, swept_keys
+
+    started = [read_job(d) for d in job_dirs(sweep_dir) if run_files(d)]
+    if not started:
+        return
+    if not continues:
+        raise ConfigError("hydra.sweep.dir", str(sweep_dir), f"a new sweep dir: it holds {len(started)} job(s) of a "
+                          "sweep; add ckpt_path=last to continue that sweep there, or choose another dir")
+    if plan.jobs is None:
+        return
+    keys = swept_keys(plan.jobs)
+    changed: set[str] = set()
+    for job in started:
+        ours = job_identity(plan.jobs[job.number]) if job.number < len(plan.jobs) else None
+        theirs = job_identity(job.overrides)
+        if ours is None or only(theirs, keys) != only(ours, keys):
+            mine = " ".join(only(ours, keys)) or "(no swept values)" if ours is not None else "(no such job)"
+            raise ConfigError("hydra.sweep.dir", str(sweep_dir), f"a sweep dir of this command's jobs: its job "
+                              f"{job.number} ran {' '.join(only(theirs, keys)) or '(no swept values)'}, where this "
+                              f"command's job {job.number} is {mine}")
+        changed |= set(ours) - set(theirs)
+    if changed:
+        print(f"continuing with values the sweep's earlier jobs did not have: {' '.join(sorted(changed))} (completed "
+              "jobs are kept unless these train them further)", flush=True)
+
+
+def keep_the_study_threads(sweep_dir: Path) -> None:
+    """A continued sweep's jobs train with the torch thread count its earlier jobs recorded, whatever launcher or
+    machine continues it: a run's numbers depend on its thread count (genlab.threads reads the variable)."""
+    from genlab.threads import STUDY_THREADS_ENV
+
+    counts = set()
+    for record in Path(sweep_dir).glob("*/results.json"):
+        try:
+            counts.add(int(json.loads(record.read_text())["torch_threads"]["threads"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    if len(counts) == 1:
+        os.environ[STUDY_THREADS_ENV] = str(counts.pop())

@@ -18,6 +18,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from omegaconf import DictConfig, OmegaConf
 
 from genlab.analysis.evaluation import confusion_matrix, per_class_accuracy, plot_confusion_matrix, predict, robustness
+from genlab.cli import in_multirun
 from genlab.config import MODEL_RUN_KEYS, validate, validate_augmentation, validate_data
 from genlab.data.augment import build_train_transform
 from genlab.data.catalog import dataset_info, options_in
@@ -29,11 +30,13 @@ from genlab.models import count_flops, count_parameters
 from genlab.records import SCHEMA_VERSION, git_state, package_versions, write_json_atomic
 from genlab.summary import print_summary
 from genlab.threads import use_torch_threads
-from genlab.resume import check_checkpoint_fits, checkpoint_to_resume, resume_command, start_accepted
+from genlab.resume import (check_checkpoint_fits, checkpoint_to_resume, kept_record, lock_run_dir, release_run_dir,
+                           resume_command, start_accepted, undo_refused_start)
 from genlab.training.checkpoints import checkpoint_globals, read_checkpoint, save_and_load_checkpoints_safely
 from genlab.training.ddp import isolated_distributed_job, launch_ddp_workers_as_this_job
 from genlab.training.guards import INTERRUPTIONS
 from genlab.training.loggers import (
+    CSV_LOGGER,
     WANDB_LOGGER,
     current_hydra_config,
     finish_wandb,
@@ -159,17 +162,20 @@ def instantiate_enabled(section: DictConfig | None, **overrides: Any) -> list[An
     return objects
 
 
-def build_loggers(section: DictConfig | None, task_name: str, wandb_id: str | None = None) -> list[Any]:
+def build_loggers(section: DictConfig | None, task_name: str, resumed: bool = False,
+                  wandb_id: str | None = None) -> list[Any]:
     """Instantiate the loggers; W&B goes offline without credentials, is named by the run's overrides and grouped by
-    sweep in a multirun, and continues run `wandb_id` when a run is resumed."""
+    sweep in a multirun, and continues run `wandb_id` when a run is `resumed`; metrics.csv is appended to then."""
     identity = wandb_identity(current_hydra_config(), task_name)
-    wandb_settings = {}
+    settings = {}
     for key, spec in (section or {}).items():
         if spec and spec.get("_target_") == WANDB_LOGGER:
-            wandb_settings[key] = {"offline": wandb_should_run_offline(), "name": spec.get("name") or identity.name,
-                                   "group": spec.get("group") or identity.group,
-                                   "tags": [*(spec.get("tags") or []), *identity.tags], "id": wandb_id}
-    return instantiate_enabled(section, **wandb_settings)
+            settings[key] = {"offline": wandb_should_run_offline(), "name": spec.get("name") or identity.name,
+                             "group": spec.get("group") or identity.group,
+                             "tags": [*(spec.get("tags") or []), *identity.tags], "id": wandb_id}
+        elif spec and spec.get("_target_") == CSV_LOGGER:
+            settings[key] = {"append": resumed}
+    return instantiate_enabled(section, **settings)
 
 
 def build_callbacks(section: DictConfig | None, have_loggers: bool) -> list[L.Callback]:
@@ -254,7 +260,9 @@ def fit_and_test(cfg: DictConfig, trainer: L.Trainer, module: ImageClassifier, d
             # A resumed run continues in its own dir by design; Lightning would call its checkpoints a surprise.
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
-    val_acc_best = float(trainer.callback_metrics["val/acc_best"])
+    # From the module's own (checkpointed) state: a run resumed after its last epoch trains and validates nothing more,
+    # so nothing is logged, but its best val accuracy is the one it had.
+    val_acc_best = float(module.val_acc_best.max_value)
     best = (trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else "") or None
     metrics, per_class = test_and_analyse(cfg, trainer, module, datamodule, run_dir, loggers, best)
     return {**metrics, "val/acc_best": val_acc_best}, best, per_class
@@ -314,13 +322,16 @@ def run(cfg: DictConfig) -> dict[str, float]:
     A run whose loss turns non-finite still writes results.json, with `status: failed` and the reason, then raises
     RunFailed.
     """
-    with isolated_distributed_job():
-        return _run(cfg)
+    try:
+        with isolated_distributed_job():
+            return _run(cfg)
+    finally:
+        release_run_dir()  # the next process that continues this run may start now
 
 
 @dataclass
 class RunStart:
-    """A run assembled and accepted, up to its first training step: what `fit_and_record` (or the seed farm) trains."""
+    """A run assembled and accepted, up to its first training step: what `fit_and_record` trains."""
 
     cfg: DictConfig
     run_dir: Path
@@ -334,6 +345,11 @@ class RunStart:
 
 
 def _run(cfg: DictConfig) -> dict[str, float]:
+    validate(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    kept = kept_record(cfg, run_dir, in_sweep=in_multirun())
+    if kept is not None:
+        return keep_finished_run(cfg, run_dir, kept)
     start = start_run(cfg)
     trainer, loggers, run_dir = start.trainer, start.loggers, start.run_dir
     try:
@@ -348,11 +364,24 @@ def _run(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-def start_run(cfg: DictConfig, farm: bool = False) -> RunStart:
-    """Validate, seed, build the data module, the module, the loggers and the trainer, and start the run record;
-    nothing is written before every check has passed. `farm`: the run is a seed farm's member (its checkpoints are
-    the farm's kind)."""
-    validate(cfg)
+def keep_finished_run(cfg: DictConfig, run_dir: Path, record: dict[str, Any]) -> dict[str, float]:
+    """A continued run with nothing left to do: its dir is left as it was (Hydra's writes undone), and one line says
+    why; its recorded metrics are returned, as the run returned them."""
+    undo_refused_start()
+    metrics = record.get("metrics") or {}
+    if record["status"] == "completed":
+        shown = "".join(f", {key} {metrics[key]:.4f}" for key in ("test/acc", "final/test/acc") if key in metrics)
+        print(f"run {run_dir} is complete ({record.get('epochs')} epochs{shown}): nothing to train; its record is kept "
+              f"as it is (trainer.max_epochs=<more> trains more epochs)", flush=True)
+    else:
+        print(f"run {run_dir} failed ({record.get('error') or 'no reason recorded'}); kept as failed: retry_failed=true "
+              "runs it again from its last good checkpoint", flush=True)
+    return metrics
+
+
+def start_run(cfg: DictConfig) -> RunStart:
+    """Seed, build the data module, the module, the loggers and the trainer, and start the run record (`cfg` is
+    validated); nothing is written before every check has passed."""
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     run_dir = Path(cfg.paths.output_dir)
     hydra_cfg = current_hydra_config()
@@ -365,13 +394,16 @@ def start_run(cfg: DictConfig, farm: bool = False) -> RunStart:
     datamodule.setup("fit")
     module = build_module(cfg, datamodule)
     prepare_run_dir(run_dir, count_parameters(module.net))
-    resume_from = checkpoint_to_resume(cfg.get("ckpt_path"), cfg.get("resume", False), cfg.get("resume_dir"), run_dir)
+    lock_run_dir(run_dir)
+    resume_from = checkpoint_to_resume(cfg.get("ckpt_path"), cfg.get("resume", False), cfg.get("resume_dir"), run_dir,
+                                       in_sweep=in_multirun())
     if resume_from is not None:
-        check_checkpoint_fits(resume_from, module.hparams.model, datamodule.info.name, farm)
+        check_checkpoint_fits(resume_from, module.hparams.model, datamodule.info.name)
     # Every check passed: only now is anything of this run written (a refused start left the run dir as it was).
     start_accepted()
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-    loggers = build_loggers(cfg.get("logger"), cfg.task_name, resumed_wandb_id(run_dir) if resume_from else None)
+    loggers = build_loggers(cfg.get("logger"), cfg.task_name, resume_from is not None,
+                            resumed_wandb_id(run_dir) if resume_from else None)
     trainer = build_trainer(cfg, loggers, build_callbacks(cfg.get("callbacks"), bool(loggers)))
     save_and_load_checkpoints_safely(trainer)
     for logger in loggers:

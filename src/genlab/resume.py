@@ -5,6 +5,7 @@ Nothing here imports torch: the run dir is chosen by a Hydra resolver, before th
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import zipfile
@@ -15,6 +16,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from genlab.errors import ConfigError
+from genlab.locks import LOCK_FILE, DirLocked, a_secondary_rank, acquire, holder_of, release
 
 CHECKPOINT_DIR = "checkpoints"
 # conf/hydra/default.yaml stamps new run dirs ${now:%Y-%m-%d}_${now:%H-%M-%S}; a run that finds its name taken (another
@@ -74,7 +76,13 @@ def choose_run_dir(log_dir: str, task_name: str, resume: Any, ckpt_path: Any, re
         candidates = [(checkpoint.stat().st_mtime, d) for d in runs_of_task(runs, task_name)
                       if (checkpoint := newest_checkpoint(d)) is not None]
         if candidates:
-            return max(candidates)[1], False
+            newest = max(candidates)[1]
+            holder = holder_of(newest)
+            if holder is not None:  # a run still training is never resumed beside itself
+                raise DirLocked("ckpt_path" if ckpt_path == "last" else "resume", newest, holder,
+                                f"the newest run of task {task_name!r} to resume, not one still running "
+                                f"(resume_dir=<run dir> continues another)")
+            return newest, False
     return new_run_dir(runs, stamp, task_name), True
 
 
@@ -128,8 +136,10 @@ def requeued() -> bool:
     return int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
 
 
-def checkpoint_to_resume(ckpt_path: str | None, resume: bool, resume_dir: str | None, run_dir: Path) -> Path | None:
-    """The checkpoint training continues from, or None for a fresh start."""
+def checkpoint_to_resume(ckpt_path: str | None, resume: bool, resume_dir: str | None, run_dir: Path,
+                         in_sweep: bool = False) -> Path | None:
+    """The checkpoint training continues from, or None for a fresh start: a job of a sweep continued with
+    ckpt_path=last that has no checkpoint (it never started, or was killed before its first) starts afresh."""
     if ckpt_path not in (None, "last"):
         path = Path(ckpt_path).expanduser()
         if not path.is_file():
@@ -137,7 +147,7 @@ def checkpoint_to_resume(ckpt_path: str | None, resume: bool, resume_dir: str | 
         return path
     newest = newest_checkpoint(run_dir)
     if wants_resume(resume, ckpt_path, resume_dir):
-        if newest is None:
+        if newest is None and not in_sweep:
             unreadable = sorted(p.name for p in (run_dir / CHECKPOINT_DIR).glob("*.ckpt"))
             found = f"only unreadable ones ({', '.join(unreadable)})" if unreadable else "none"
             raise ConfigError("ckpt_path" if ckpt_path == "last" else "resume", ckpt_path or resume,
@@ -146,24 +156,19 @@ def checkpoint_to_resume(ckpt_path: str | None, resume: bool, resume_dir: str | 
     return newest if requeued() else None
 
 
-FARM_STATE = "genlab_farm"  # the key a seed farm's checkpoints have and a single run's lack (genlab.farm.engine)
+FARM_STATE = "genlab_farm"  # the key the retired seed farm's checkpoints have (they hold no Lightning loop state)
 
 
-def check_checkpoint_fits(checkpoint: Path, model: dict[str, Any], data_name: str, farm: bool = False) -> None:
+def check_checkpoint_fits(checkpoint: Path, model: dict[str, Any], data_name: str) -> None:
     """Refuse a checkpoint trained for another model, input shape, class count or data set, naming the mismatch, and
-    one the other kind of training wrote (a seed farm's holds no Lightning loop state: a single run resumed from it
-    would start again at epoch 0); one that is unreadable or would run code when loaded is refused before anything
-    reads it further."""
+    one of the retired seed farm (it holds no Lightning loop state: a run resumed from it would start again at epoch
+    0); one that is unreadable or would run code when loaded is refused before anything reads it further."""
     from genlab.training.checkpoints import read_checkpoint
 
     contents = read_checkpoint(checkpoint)
-    if farm and FARM_STATE not in contents:
-        raise ConfigError("ckpt_path", str(checkpoint), "a checkpoint a seed farm wrote; this one is a single run's: "
-                          "continue it without hydra/launcher=farm")
-    if not farm and FARM_STATE in contents:
-        raise ConfigError("ckpt_path", str(checkpoint), "a single run's checkpoint; this one is a seed farm member's: "
-                          "continue it with its farm's command (hydra/launcher=farm … ckpt_path=last), or test it with "
-                          "eval.py")
+    if FARM_STATE in contents:
+        raise ConfigError("ckpt_path", str(checkpoint), "a single run's checkpoint; this one is a seed farm member's "
+                          "(the farm is retired and its checkpoints cannot be resumed): test it with eval.py")
     saved = contents.get("hyper_parameters") or {}
     saved_model, saved_data = saved.get("model") or {}, saved.get("data") or {}
     if not saved_model:
@@ -229,12 +234,43 @@ class RunDirBefore:
 
 
 _before_start: RunDirBefore | None = None
+_locked_run_dir: Path | None = None
+# What Hydra writes into a run dir before genlab's checks run: a dir holding only these holds no run yet.
+HYDRA_ONLY = (".hydra", LOCK_FILE)
 
 
-def protect_run_dir(run_dir: Path, created: bool | None = None) -> None:
-    """Remember `run_dir` as it is, before Hydra writes into it, so a refused start can leave it so. `created`: this
-    start made it (None: it is made here if missing). Refuses a dir that cannot be created, in one line."""
-    global _before_start
+def run_files(run_dir: Path) -> list[str]:
+    """The entries of `run_dir` that belong to a run (or to anything else): all but Hydra's own files and logs."""
+    if not run_dir.is_dir():
+        return []
+    return sorted(p.name for p in run_dir.iterdir()
+                  if p.name not in HYDRA_ONLY and not p.name.startswith(f"{LOCK_FILE}.") and p.suffix != ".log")
+
+
+def check_named_run_dir(value: str, resumes: bool) -> Path:
+    """A run dir named with hydra.run.dir: a dir of its own for a new run (missing, empty, or holding only Hydra's files),
+    or the run that the command resumes; never empty, the launch dir or a folder above it."""
+    if not value.strip():
+        raise ConfigError("hydra.run.dir", value, "a directory for the run (an empty value would mean the launch dir)")
+    run_dir = Path(value).expanduser()
+    resolved, here = run_dir.resolve(), Path.cwd().resolve()
+    if resolved == here or resolved in here.parents:
+        raise ConfigError("hydra.run.dir", value, "a directory of the run's own, not the launch dir or a folder above "
+                          "it, where the run's files would mix with others")
+    found = run_files(run_dir)
+    if found and not resumes:
+        shown = ", ".join(found[:4]) + (", ..." if len(found) > 4 else "")
+        what = "a run" if {"results.json", "checkpoints", "config.yaml", "metrics.csv"} & set(found) else "other files"
+        raise ConfigError("hydra.run.dir", str(run_dir), f"a new or empty directory: it holds {what} ({shown}); add "
+                          "ckpt_path=last to continue the run there, or choose another directory")
+    return run_dir
+
+
+def protect_run_dir(run_dir: Path, created: bool | None = None, key: str = "hydra.run.dir") -> None:
+    """Lock `run_dir` for this run and remember it as it is, before Hydra writes into it, so a refused start can leave
+    it so. `created`: this start made it (None: it is made here if missing). Refuses, in one line, a dir that cannot be
+    created or that another live process is writing (`key` names the setting that chose it)."""
+    global _before_start, _locked_run_dir
     if created is None:
         created = not run_dir.exists()
         try:
@@ -242,7 +278,15 @@ def protect_run_dir(run_dir: Path, created: bool | None = None) -> None:
             if not run_dir.is_dir():
                 raise NotADirectoryError(20, "Not a directory")
         except OSError as err:
-            raise ConfigError("hydra.run.dir", str(run_dir), f"a directory that can be created ({err.strerror})") from err
+            raise ConfigError(key, str(run_dir), f"a directory that can be created ({err.strerror})") from err
+    if not a_secondary_rank():  # a DDP worker writes into its rank 0's run dir, locked by rank 0
+        try:
+            acquire(run_dir, key, "a run dir no other process is writing")
+        except DirLocked:
+            if created:
+                run_dir.rmdir()
+            raise
+        _locked_run_dir = run_dir
     _before_start = RunDirBefore.capture(run_dir, created)
 
 
@@ -253,12 +297,66 @@ def start_accepted() -> None:
 
 
 def undo_refused_start() -> None:
-    """The start was refused or failed before `start_accepted`: put the run dir back as it was (remove it if this
-    start created it and it holds nothing else)."""
+    """The start was refused or failed before `start_accepted`, or found nothing to do: put the run dir back as it was
+    (remove it if this start created it and it holds nothing else), and unlock it."""
     global _before_start
     before, _before_start = _before_start, None
+    release_run_dir()
     if before is not None:
         before.restore()
+
+
+def lock_run_dir(run_dir: Path) -> None:
+    """Lock the run dir where no resolver did (a run dir chosen by a config of the user's own, a test's run)."""
+    global _locked_run_dir
+    if _locked_run_dir is None and not a_secondary_rank():
+        acquire(run_dir, "paths.output_dir", "a run dir no other process is writing")
+        _locked_run_dir = run_dir
+
+
+def release_run_dir() -> None:
+    """The run is over (or never started): its dir is free for the next process that continues it."""
+    global _locked_run_dir
+    locked, _locked_run_dir = _locked_run_dir, None
+    if locked is not None:
+        release(locked)
+
+
+def read_record(run_dir: Path) -> dict[str, Any]:
+    """The run's results.json as written ({} when there is none or it cannot be read)."""
+    try:
+        record = json.loads((Path(run_dir) / "results.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def trains_further(cfg: Any, run_dir: Path) -> bool:
+    """Whether `cfg` asks a finished run for more than it trained: a higher trainer.max_epochs (or max_steps) than the
+    run's own config.yaml says it ran with."""
+    try:
+        saved = OmegaConf.load(Path(run_dir) / "config.yaml")
+    except Exception:  # no config or an unreadable one: nothing says how long the run was
+        return False
+    for key in ("max_epochs", "max_steps"):
+        new, old = OmegaConf.select(cfg, f"trainer.{key}"), OmegaConf.select(saved, f"trainer.{key}")
+        if isinstance(new, int) and isinstance(old, int) and new > old >= 0:
+            return True
+    return False
+
+
+def kept_record(cfg: Any, run_dir: Path, in_sweep: bool) -> dict[str, Any] | None:
+    """The record of a run that continuing has nothing to do for, to keep as it is: a run that completed at this length
+    (or longer), or, in a sweep continued with ckpt_path=last, a job that failed (unless retry_failed=true)."""
+    if not wants_resume(cfg.get("resume", False), cfg.get("ckpt_path"), cfg.get("resume_dir")):
+        return None
+    record = read_record(run_dir)
+    status = record.get("status")
+    if status == "completed" and not trains_further(cfg, run_dir):
+        return record
+    if status == "failed" and in_sweep and not cfg.get("retry_failed", False):
+        return record
+    return None
 
 
 def log_dir_for(root_dir: str, fast_dev_run: Any) -> str:

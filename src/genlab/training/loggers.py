@@ -16,28 +16,43 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_warn
 
 WANDB_LOGGER = "genlab.training.loggers.ResilientWandbLogger"
+CSV_LOGGER = "genlab.training.loggers.RunCSVLogger"
 RUN_FILES_FOLDER = "genlab"  # in the W&B run's files: results.json and config.yaml of the run dir
 WANDB_RUN_ID_FILE = "wandb_run_id"  # in the run dir, so a resumed run continues the same W&B run
 
 
-class _AppendingWriter(ExperimentWriter):
-    """Lightning's CSV writer deletes an existing metrics.csv; this one appends, keeping the existing columns."""
+class _RunWriter(ExperimentWriter):
+    """Lightning's CSV writer warns whenever the run dir holds anything and deletes an existing metrics.csv; this one
+    appends to it when the run resumes (keeping its columns), and otherwise replaces silently what a start that never
+    reached a checkpoint left (a sweep job killed in its first epoch, started again)."""
+
+    def __init__(self, log_dir: str, append: bool):
+        self._append = append
+        super().__init__(log_dir=log_dir)
 
     def _check_log_dir_exists(self) -> None:
-        if self._fs.isfile(self.metrics_file_path):
-            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
-                self.metrics_keys = sorted(csv.DictReader(file).fieldnames or [])
+        if not self._fs.isfile(self.metrics_file_path):
+            return
+        if not self._append:
+            self._fs.rm_file(self.metrics_file_path)
+            return
+        with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+            self.metrics_keys = sorted(csv.DictReader(file).fieldnames or [])
 
 
 class RunCSVLogger(CSVLogger):
-    """metrics.csv in the run dir, appended to when a run is resumed (Lightning's own would start it afresh)."""
+    """metrics.csv in the run dir, appended to when a run resumes (`append`; Lightning's own would start it afresh)."""
+
+    def __init__(self, *args: Any, append: bool = True, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._append = append
 
     @property
     @rank_zero_experiment
     def experiment(self) -> ExperimentWriter:
         if self._experiment is None:
             self._fs.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+            self._experiment = _RunWriter(log_dir=self.log_dir, append=self._append)
         return self._experiment
 
 
@@ -61,8 +76,8 @@ class ResilientWandbLogger(WandbLogger):
             # has no effect; leaving it out is the same run without the warning.
             del self._wandb_init["anonymous"]
         quiet_wandb(self._wandb_init)
-        # Each logger its own run: a seed farm keeps one open per member in one process, and W&B's default
-        # ("return_previous") would hand every later member the first member's run.
+        # Each logger its own run: a process that runs several jobs (a multirun, a parallel launcher's worker) must
+        # never hand a job the run of the one before, which W&B's default ("return_previous") does.
         self._wandb_init.setdefault("reinit", "create_new")
 
     @property
