@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import struct
 from pathlib import Path
 
 import pytest
@@ -15,43 +14,7 @@ from omegaconf import OmegaConf
 from genlab.pipeline import evaluate, run
 
 from conftest import FAST, compose_config
-
-WANDB_BLOCK = 32768  # the .wandb file is a log of 32 KiB blocks of length-prefixed, possibly split, protobuf records
-
-
-def wandb_records(run_dir: Path) -> list:
-    """Every record of the run's offline .wandb file, read with W&B's own protobuf schema."""
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    (path,) = run_dir.glob("wandb/offline-run-*/*.wandb")
-    raw, pos, chunks, records = path.read_bytes(), 7, b"", []  # 7: the ':W&B' header, magic and version
-    while pos + 7 <= len(raw):
-        left = WANDB_BLOCK - pos % WANDB_BLOCK
-        _, length, kind = struct.unpack("<IHB", raw[pos:pos + 7]) if left >= 7 else (0, 0, 0)
-        if left < 7 or (length, kind) == (0, 0):  # block padding
-            pos += left
-            continue
-        chunks += raw[pos + 7:pos + 7 + length]
-        pos += 7 + length
-        if kind in (1, 4):  # a full record, or the last piece of a split one
-            record = pb.Record()
-            record.ParseFromString(chunks)
-            records.append(record)
-            chunks = b""
-    return records
-
-
-def wandb_config(records: list) -> dict:
-    config = {}
-    for record in records:
-        kind = record.WhichOneof("record_type")
-        updates = record.run.config.update if kind == "run" else record.config.update if kind == "config" else []
-        for item in updates:
-            if item.key:
-                config[item.key] = json.loads(item.value_json)
-    config.pop("_wandb", None)
-    return config
-
+from wandb_records import wandb_config, wandb_records
 
 def history_keys(records: list) -> list[set[str]]:
     return [{item.key or "/".join(item.nested_key) for item in r.history.item}
@@ -97,11 +60,14 @@ def test_both_test_passes_have_their_own_names_in_results_csv_and_wandb(finished
 
 
 def test_the_wandb_config_is_the_runs_whole_resolved_config(finished_run):
+    from genlab.training.loggers import dotted
+
     run_dir, _, _ = finished_run
     records = wandb_records(run_dir)
     saved = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"))
-    assert wandb_config(records) == json.loads(json.dumps(saved))  # as JSON: W&B stores tuples and lists alike
-    assert wandb_config(records)["data"]["val_size"] == 0.3 and "lr_scaling" in wandb_config(records)["optimizer"]
+    # under dotted keys, as W&B shows nested ones and as a sweep agent's runs get them (tests/test_wandb_sweeps.py)
+    assert wandb_config(records) == json.loads(json.dumps(dotted(saved)))  # as JSON: W&B stores tuples as lists
+    assert wandb_config(records)["data.val_size"] == 0.3 and "optimizer.lr_scaling" in wandb_config(records)
 
 
 def test_wandb_keeps_the_run_files_best_epoch_summaries_and_class_results(finished_run):

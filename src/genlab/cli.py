@@ -98,24 +98,49 @@ def protect_the_run_dir_on_the_command_line(argv: list[str]) -> None:
 
 
 # group=option[,option…] as typed; sweeps' glob(…)/choice(…)/range(…) and interpolations are Hydra's to read.
-GROUP_CHOICE = re.compile(r"\+{0,2}(?P<group>[A-Za-z_]\w*)=(?P<options>[\w.-]+(?:,[\w.-]+)*)")
+GROUP_CHOICE = re.compile(r"\+{0,2}(?P<group>[A-Za-z_]\w*(?:/\w+)?)=(?P<options>[\w.-]+(?:,[\w.-]+)*)")
+
+
+# Options that no longer exist, with what replaces them.
+RETIRED_OPTIONS = {("hydra/launcher", "farm"): "parallel: the seed farm is retired; hydra/launcher=parallel runs a "
+                                              "sweep's jobs side by side (README, Experiments and sweeps)"}
+
+
+def hydra_group_options(group: str, conf_dir: Path) -> list[str]:
+    """The options of one of Hydra's own groups (hydra/launcher, hydra/sweeper): the plugins' and genlab's."""
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance()  # registers the installed plugins' configs, as Hydra does when it starts
+    node = ConfigStore.instance().repo
+    for part in group.split("/"):
+        node = node.get(part, {}) if isinstance(node, dict) else {}
+    stored = {name.removesuffix(".yaml") for name, value in node.items() if not isinstance(value, dict)}
+    return sorted(stored | {path.stem for path in (conf_dir / group).glob("*.yaml")})
 
 
 def unknown_option(argv: list[str], conf_dir: Path) -> ConfigError | None:
-    """The first `group=option` whose option is not a file of the group in `conf_dir`, as a ConfigError listing the
-    options. Not checked where another config dir may add options (--config-dir, --config-path) or for Hydra's own
-    groups (hydra/launcher=… comes from plugins)."""
+    """The first `group=option` whose option is not a file of the group in `conf_dir` (or, for Hydra's launcher and
+    sweeper groups, of the installed plugins), as a ConfigError listing the options. Not checked where another config
+    dir may add options (--config-dir, --config-path)."""
     if any(arg.split("=", 1)[0] in ("-cd", "--config-dir", "-cp", "--config-path") for arg in argv):
         return None
     for arg in argv:
         found = GROUP_CHOICE.fullmatch(arg)
-        folder = conf_dir / found.group("group") if found else None
-        if folder is None or not folder.is_dir():
+        if found is None:
             continue
-        options = sorted(path.stem for path in folder.glob("*.yaml"))
+        group = found.group("group")
+        if group in ("hydra/launcher", "hydra/sweeper"):
+            options = hydra_group_options(group, conf_dir)
+        elif (conf_dir / group).is_dir():
+            options = sorted(path.stem for path in (conf_dir / group).glob("*.yaml"))
+        else:
+            continue
         for option in found.group("options").split(","):
+            if (group, option) in RETIRED_OPTIONS:
+                return ConfigError(group, option, RETIRED_OPTIONS[group, option])
             if option not in options and option != "null":
-                return ConfigError(found.group("group"), option, f"one of {options}")
+                return ConfigError(group, option, f"one of {options}")
     return None
 
 

@@ -127,6 +127,12 @@ class ResilientWandbLogger(WandbLogger):
         self._guarded(super().log_metrics, metrics, step)
 
     def log_hyperparams(self, params, *args: Any, **kwargs: Any) -> None:
+        """The config under dotted keys (`data.batch_size`, `regularization.name`), as every W&B run gets it: under a
+        W&B sweep agent the sweep locks the keys it sets (`data: digits`, `regularization: none`), and a nested
+        `data` section would be dropped as an update of a locked key. Keys the sweep itself set are left to it."""
+        if isinstance(params, dict):
+            locked = sweep_parameters()
+            params = {key: value for key, value in dotted(params).items() if key not in locked}
         self._guarded(super().log_hyperparams, params, *args, **kwargs)
 
     def log_image(self, *args: Any, **kwargs: Any) -> None:
@@ -167,6 +173,31 @@ class ResilientWandbLogger(WandbLogger):
                     shutil.copyfile(path, folder / path.name)
 
         self._guarded(save)
+
+
+def dotted(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config as one level of dotted keys: {"data": {"name": "digits"}} -> {"data.name": "digits"}."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            flat.update(dotted(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def sweep_parameters() -> set[str]:
+    """The config keys a W&B sweep agent set for this run (its WANDB_SWEEP_PARAM_PATH file), which W&B locks."""
+    path = os.environ.get("WANDB_SWEEP_PARAM_PATH")
+    if not os.environ.get("WANDB_SWEEP_ID") or not path:
+        return set()
+    try:
+        import yaml
+
+        parameters = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, ValueError):
+        return set()
+    return {str(key) for key in parameters} if isinstance(parameters, dict) else set()
 
 
 def one_line(err: BaseException, limit: int = 300) -> str:
