@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import traceback
 import weakref
 from pathlib import Path
@@ -96,6 +97,9 @@ def _run_as_main(script: str, args: list[str], cwd: str, env: dict[str, str], st
     except BaseException:
         traceback.print_exc()
         code = 1
+    # The interpreter's own exit order: join the threads (and run what they registered with threading, as loky's
+    # executor shuts its workers down there), then the atexit handlers.
+    threading._shutdown()  # noqa: SLF001  (no public way to run it)
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()

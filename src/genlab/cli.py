@@ -1,7 +1,9 @@
 """What the entry points share: user mistakes end in one clear line, not a traceback, and leave no trace in run dirs."""
 from __future__ import annotations
 
+import atexit
 import functools
+import gc
 import os
 import re
 import sys
@@ -56,6 +58,10 @@ def resolve_job_subdir(sweep_dir: str, job_num: Any) -> str:
 OmegaConf.register_new_resolver("genlab_run_dir", resolve_run_dir, replace=True, use_cache=True)
 OmegaConf.register_new_resolver("genlab_job_subdir", resolve_job_subdir, replace=True, use_cache=True)
 remember_entry_script()  # imported by the entry points at start-up, in the process the user started
+# Registered this early, so it runs after every exit handler registered later (torch's, Lightning's, W&B's): the
+# interpreter's teardown then skips collecting the million objects those libraries made, 2.2 s of every run's exit
+# here (0.3 s frozen), which a sweep's workers each pay too. Nothing a finished process holds needs collecting.
+atexit.register(gc.freeze)
 
 # Options after which Hydra starts no job here (or starts sweep jobs in dirs of their own).
 NO_SINGLE_JOB = ("-m", "--multirun", "-c", "--cfg", "-h", "--help", "--hydra-help", "-i", "--info", "-sc",

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from genlab.analysis import figures
+from genlab.analysis.completeness import sweep_dirs_of, unequal_seed_warnings, unfinished_sweep_warnings
 from genlab.analysis.runs import Run, find_run_dirs, load_local_run, load_wandb_runs
 from genlab.analysis.stats import (UNBOUNDED, Summary, holm, is_constant, paired_t_test, permutation_p, pooled_std,
                                    seeds_for_power, sign_flip_p, summarize, welch_t_test)
@@ -627,12 +628,14 @@ def main(argv: list[str] | None = None) -> Path:
         refuse_unknown_keys(runs, by)
     else:
         by = varying_keys(runs)
-    warnings = [w for w in [pooling_warning(runs, by) if args.by else None] if w]
-    for warning in warnings:
-        print(warning, file=sys.stderr, flush=True)
     direction = args.direction or default_direction(metric)
     baseline = dict(pair.split("=", 1) for pair in args.baseline.split(",")) if args.baseline else None
     groups = rank_and_test(group_runs(runs, by, metric), metric, baseline, direction)
+    local = [Path(r.source) for r in runs if not r.source.startswith("wandb:")]
+    warnings = [w for w in [pooling_warning(runs, by) if args.by else None] if w]
+    warnings += unequal_seed_warnings(groups) + unfinished_sweep_warnings(sweep_dirs_of(args.paths or [], local))
+    for warning in warnings:
+        print(warning, file=sys.stderr, flush=True)
     header, rows = table_rows(groups, metric)
     sentence = verdict(groups, metric, direction)
     note = table_note(groups, baseline is not None)

@@ -1,7 +1,6 @@
 """The Lightning data module: splits, training-set strategies, loaders, and normalisation on the device."""
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -79,13 +78,14 @@ def keep_batch(batch):
 
 def resolve_num_workers(num_workers: int | str, has_transform: bool) -> int:
     """`auto`: no workers without augmentation (slicing in-memory arrays is cheaper than shipping them between
-    processes), else one per spare core up to MAX_AUTO_WORKERS (1 on a 2-core laptop, 8 on a 16-core server)."""
+    processes), else one per spare core of the job's share up to MAX_AUTO_WORKERS: its torch threads, which a run sets
+    to the cores it may use, or its share of them when jobs run side by side (genlab.threads): 1 on a 2-core laptop,
+    8 on a 16-core server, 7 for each of 2 jobs at once there."""
     if num_workers != "auto":
         return int(num_workers)
     if not has_transform:
         return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(0, min(MAX_AUTO_WORKERS, cores - 1))
+    return max(0, min(MAX_AUTO_WORKERS, torch.get_num_threads() - 1))
 
 
 def resolve_pin_memory(pin_memory: bool | str) -> bool:
