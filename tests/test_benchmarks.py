@@ -61,3 +61,17 @@ def test_augmentation_harness_measures_every_preset_and_the_device_path_and_writ
     saved = json.loads((tmp_path / "augmentation-cpu.json").read_text())
     assert saved["rows"] == rows and saved["images"] == 64 and saved["batch_size"] == 32
     assert torch.get_num_threads() == threads  # the benchmark's one thread does not leak into the caller
+
+
+def test_parallel_harness_takes_the_best_of_alternating_runs_and_writes_json(load, tmp_path, monkeypatch):
+    bench = load("parallel")
+    calls, seconds = [], iter([10.0, 6.0, 8.0, 7.0])  # basic, parallel, basic, parallel
+    record = {"metrics": {"test/acc": 0.5, "final/test/acc": 0.75}, "tested": {"analysis": {"weights": "last"}},
+              "torch_threads": {"threads": 1}}
+    monkeypatch.setattr(bench, "timed_sweep", lambda study, launcher, folder: (calls.append(launcher), (next(seconds), [record]))[1])
+    (row,) = bench.main(["--study", "default_5_seeds", "--repeats", "2", "--out", str(tmp_path)])["rows"]
+    assert calls == ["basic", "parallel", "basic", "parallel"]
+    assert (row["basic_s"], row["parallel_s"], row["speedup"]) == (8.0, 6.0, 8.0 / 6.0)
+    assert row["parallel_test_acc"] == 0.75  # the compared (last epoch's) weights
+    saved = json.loads((tmp_path / "parallel-cpu.json").read_text())
+    assert saved["rows"] == [row] and saved["cores"] >= 1

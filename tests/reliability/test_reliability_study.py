@@ -27,7 +27,7 @@ from genlab.resume import check_named_run_dir
 from genlab.sweep import Plan, progress_line
 from genlab.threads import STUDY_THREADS_ENV, torch_threads
 
-from conftest import FAST, compose_config
+from conftest import FAST, REPO, compose_config
 from scripts import ScriptProcess, run_script, start_script
 
 ENV = {**os.environ, "WANDB_MODE": "offline", "NO_ALBUMENTATIONS_UPDATE": "1", "OMP_NUM_THREADS": "1"}
@@ -289,3 +289,37 @@ def test_parallel_jobs_share_the_cores(monkeypatch):
                                                           "(hydra.launcher.n_jobs)")
     assert torch_threads({"n_jobs": -1}, environ={})[0] == 1  # one job per core
     assert torch_threads({"n_jobs": 4}, environ={"OMP_NUM_THREADS": "2"}) == (2, "OMP_NUM_THREADS")
+
+
+def test_the_retired_seed_farm_is_one_line_naming_the_parallel_launcher():
+    from genlab.cli import unknown_option
+
+    err = unknown_option(["-m", "seed=1,2", "hydra/launcher=farm"], REPO / "conf")
+    assert str(err).startswith("hydra/launcher: got 'farm', expected parallel: the seed farm is retired")
+    assert "'parallel'" in str(unknown_option(["hydra/launcher=nope"], REPO / "conf"))
+
+
+def test_a_seed_farm_checkpoint_is_refused_in_one_line(tmp_path):
+    import torch
+
+    from genlab.resume import FARM_STATE, check_checkpoint_fits
+
+    torch.save({"state_dict": {}, FARM_STATE: {}, "hyper_parameters": {}}, tmp_path / "last.ckpt")
+    with pytest.raises(ConfigError, match=r"seed farm member's \(the farm is retired"):
+        check_checkpoint_fits(tmp_path / "last.ckpt", {"name": "simple_cnn"}, "digits")
+
+
+def test_a_start_that_never_reached_a_checkpoint_leaves_no_rows_behind(tmp_path):
+    """A sweep job killed in its first epoch (no checkpoint) starts afresh when the sweep continues: the rows of the
+    attempt must not stay in front of the new ones; a resumed run appends."""
+    from genlab.training.loggers import RunCSVLogger
+
+    (tmp_path / "metrics.csv").write_text("epoch,step,train/loss_step\n0,9,2.3\n")
+    fresh = RunCSVLogger(save_dir=str(tmp_path), name="", version="", append=False)
+    fresh.log_metrics({"train/loss_step": 1.0}, step=0)
+    fresh.save()
+    assert [row["train/loss_step"] for row in csv.DictReader(open(tmp_path / "metrics.csv"))] == ["1.0"]
+    resumed = RunCSVLogger(save_dir=str(tmp_path), name="", version="", append=True)
+    resumed.log_metrics({"train/loss_step": 0.5}, step=1)
+    resumed.save()
+    assert [row["train/loss_step"] for row in csv.DictReader(open(tmp_path / "metrics.csv"))] == ["1.0", "0.5"]
