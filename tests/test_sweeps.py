@@ -35,7 +35,9 @@ def test_sweep_file_is_a_valid_wandb_sweep_over_train_py(path):
     assert sweep["program"] == "train.py" and (REPO / sweep["program"]).is_file()
     assert sweep["method"] in ("grid", "random", "bayes")
     assert sweep["metric"]["goal"] in ("maximize", "minimize") and not sweep["metric"]["name"].startswith("test/")
-    assert sweep["command"] == ["${env}", "python", "${program}", "${args_no_hyphens}"]
+    # the checkout's venv, whether or not the agent's shell activated it; anything after the parameters is an override
+    assert sweep["command"][:4] == ["${env}", ".venv/bin/python", "${program}", "${args_no_hyphens}"]
+    assert all("=" in part and not part.startswith("$") for part in sweep["command"][4:])
     for spec in sweep["parameters"].values():
         assert {"value", "values", "distribution"} & set(spec)
         if sweep["method"] == "grid":
