@@ -130,3 +130,15 @@ def test_a_study_of_last_epochs_analyses_the_last_epochs_weights(tmp_path):
     test_counts = [36, 36, 35, 37, 36, 37, 36, 36, 35, 36]  # digits' fixed stratified test split
     hits = sum(acc * n for acc, n in zip(record["per_class_acc"].values(), test_counts))
     assert hits / 360 == pytest.approx(metrics["final/test/acc"], abs=1e-6)
+
+
+def test_every_metric_a_callback_may_monitor_is_logged_every_epoch(finished_run):
+    """validate refuses a `monitor` outside genlab.training.module.monitorable_metrics before anything runs: each of
+    those names must really be in every epoch's record (digits: 10 classes, so top-5 too)."""
+    from genlab.training.module import monitorable_metrics
+
+    run_dir, _, record = finished_run
+    rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
+    for name in monitorable_metrics(10):
+        epochs = {int(row["epoch"]) for row in rows if row.get(name)}
+        assert set(range(record["epochs"])) <= epochs, name  # (the test passes log train_eval/* once more, at the end)

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import re
 
 from hydra.utils import get_class
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from genlab.data.augment import MAX_MAGNITUDE, PRESETS
 from genlab.data.catalog import available_datasets, dataset_info, dataset_options, options_in
@@ -210,11 +211,48 @@ def validate_trainer(trainer: DictConfig, cuda_available: bool) -> None:
     every = trainer.get("check_val_every_n_epoch", 1)
     require("trainer.check_val_every_n_epoch", every, every is None or (_is_int(every) and 1 <= every <= epochs),
             f"an integer in [1, trainer.max_epochs={epochs}]: the best checkpoint and val/acc_best come from validation")
+    interval = trainer.get("val_check_interval")
+    require("trainer.val_check_interval", interval, interval is None or (_is_number(interval) and interval > 0 and
+            (interval <= 1 or float(interval).is_integer())),
+            "null (once an epoch), a fraction of the epoch in (0, 1] or a whole number of training batches >= 1")
+    clip = trainer.get("gradient_clip_val")
+    require("trainer.gradient_clip_val", clip, clip is None or (_is_number(clip) and clip >= 0),
+            "null or 0 (off) or a number > 0 (the largest gradient norm, or value with gradient_clip_algorithm=value)")
+    algorithm = trainer.get("gradient_clip_algorithm")
+    require("trainer.gradient_clip_algorithm", algorithm, algorithm in (None, "norm", "value"), "null, norm or value")
+    validate_accelerator(trainer.get("accelerator", "auto"), trainer.get("devices", "auto"), cuda_available)
     precision = str(trainer.precision)
     require("trainer.precision", trainer.precision, precision in PRECISIONS, f"one of {list(PRECISIONS)}")
     on_cpu = trainer.accelerator == "cpu" or (trainer.accelerator == "auto" and not cuda_available)
     require("trainer.precision", trainer.precision, not (on_cpu and precision in CUDA_ONLY_PRECISIONS),
             "bf16-mixed or 32 on the CPU (float16 autocast needs a CUDA GPU)")
+
+
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+
+
+def validate_accelerator(accelerator: object, devices: object, cuda_available: bool) -> None:
+    """An accelerator this machine has, and a device count it can give (Lightning checks both only when the Trainer is
+    built, after the data is read)."""
+    import importlib.util
+
+    import torch
+
+    require("trainer.accelerator", accelerator, accelerator in ACCELERATORS, f"one of {list(ACCELERATORS)}")
+    found = {"gpu": cuda_available, "cuda": cuda_available, "tpu": importlib.util.find_spec("torch_xla") is not None,
+             "mps": torch.backends.mps.is_available()}
+    require("trainer.accelerator", accelerator, found.get(accelerator, True),
+            f"an accelerator this machine has: {accelerator} needs "
+            f"{'torch_xla' if accelerator == 'tpu' else 'a CUDA GPU' if accelerator in ('gpu', 'cuda') else 'Apple MPS'}"
+            " (auto picks one)")
+    ok = (devices == "auto" or (_is_int(devices) and (devices >= 1 or devices == -1))
+          or (isinstance(devices, str) and devices.strip() not in ("", "0"))
+          or (hasattr(devices, "__len__") and not isinstance(devices, str) and len(devices) > 0))
+    require("trainer.devices", devices, ok, "auto, -1 (all), a count >= 1 or a list of device ids")
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and cuda_available)
+    if on_gpu and torch.cuda.is_available() and _is_int(devices) and devices >= 1:
+        count = torch.cuda.device_count()
+        require("trainer.devices", devices, devices <= count, f"at most the {count} CUDA GPU(s) this machine has")
 
 
 def validate_loss(loss: DictConfig) -> None:
@@ -261,6 +299,77 @@ def validate_analysis(analysis: DictConfig) -> None:
     require("analysis.compared_weights", weights, weights in COMPARED_WEIGHTS, f"one of {list(COMPARED_WEIGHTS)}")
 
 
+def validate_monitors(callbacks: DictConfig, num_classes: int) -> None:
+    """A checkpoint or early-stopping callback monitors a metric that every epoch logs (Lightning finds out only after
+    the first epoch, when a misspelt name has already cost it)."""
+    from genlab.training.module import monitorable_metrics
+
+    logged = monitorable_metrics(num_classes)
+    for name, spec in callbacks.items():
+        if hasattr(spec, "get") and spec.get("enabled", True) and "monitor" in spec and spec.monitor is not None:
+            require(f"callbacks.{name}.monitor", spec.monitor, spec.monitor in logged, f"a metric every epoch logs: {logged}")
+            require(f"callbacks.{name}.mode", spec.get("mode", "min"), spec.get("mode", "min") in ("min", "max"),
+                    "min or max")
+
+
+# Bytes per parameter while training: the float32 weights, their gradients, two optimizer moments (Adam's; SGD with
+# momentum keeps one), and a copy while a checkpoint is serialised.
+TRAINING_BYTES_PER_PARAMETER = 4 * 5
+
+
+def available_memory(on_gpu: bool) -> int | None:
+    """Bytes this run could still allocate: free GPU memory, or the system's available memory (None if unknown)."""
+    import torch
+
+    if on_gpu and torch.cuda.is_available():
+        return torch.cuda.mem_get_info()[0]
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def validate_model_fits(model: DictConfig, data: DictConfig, trainer: DictConfig, cuda_available: bool) -> None:
+    """Count the network's parameters on the meta device (no memory) and refuse one whose training state cannot fit in
+    the memory there is: a huge width would otherwise try to allocate it, after the data is read."""
+    import torch
+
+    from genlab.models import build_model, count_parameters
+
+    info = dataset_info(data.name, data.data_dir, **options_in(data.name, data))
+    knobs = {k: v for k, v in OmegaConf.to_container(model, resolve=True).items() if k not in (*MODEL_RUN_KEYS, "name")}
+    with torch.device("meta"):
+        params = count_parameters(build_model(model.name, info.channels, info.num_classes, info.image_size, **knobs))
+    on_gpu = trainer.get("accelerator") in ("gpu", "cuda") or (trainer.get("accelerator") == "auto" and cuda_available)
+    free = available_memory(on_gpu)
+    needed = params * TRAINING_BYTES_PER_PARAMETER
+    require("model", f"{model.name} with {params:,} parameters", free is None or needed <= free,
+            f"a network whose training state (about {needed / 2**30:,.1f} GiB: weights, gradients, optimizer state) fits "
+            f"in the {(free or 0) / 2**30:,.1f} GiB of {'GPU' if on_gpu else ''} memory available".replace("of  ", "of "))
+
+
+def validate_epoch_length(trainer: DictConfig, train_images: int, batch_size: int) -> None:
+    """Settings that count training batches, against the epoch the data gives (known once the splits are drawn)."""
+    batches = math.ceil(train_images / batch_size)
+    limit = trainer.get("limit_train_batches")
+    if limit is not None:
+        batches = min(batches, int(limit)) if float(limit).is_integer() and limit >= 1 else max(1, int(batches * limit))
+    interval = trainer.get("val_check_interval")
+    if interval is not None and interval > 1:
+        require("trainer.val_check_interval", interval, interval <= batches,
+                f"at most the {batches} training batches of an epoch ({train_images} images / data.batch_size="
+                f"{batch_size}), or a fraction of the epoch in (0, 1]")
+    accumulate = trainer.get("accumulate_grad_batches", 1)
+    require("trainer.accumulate_grad_batches", accumulate, _is_int(accumulate) and 1 <= accumulate <= batches,
+            f"an integer in [1, {batches}] (the training batches of an epoch)")
+
+
 def validate(cfg: DictConfig, cuda_available: bool | None = None) -> None:
     """Check a composed config; raise ConfigError naming the first bad key."""
     if cuda_available is None:
@@ -273,10 +382,13 @@ def validate(cfg: DictConfig, cuda_available: bool | None = None) -> None:
     if cfg.get("augmentation") is not None:
         validate_augmentation(cfg.augmentation, cfg.data)
     validate_model(cfg.model)
+    validate_model_fits(cfg.model, cfg.data, cfg.trainer, cuda_available)
     if cfg.get("regularization") is not None:
         validate_regularization(cfg.regularization)
     if cfg.get("callbacks") is not None:
         validate_callbacks(cfg.callbacks)
+        validate_monitors(cfg.callbacks, dataset_info(cfg.data.name, cfg.data.data_dir,
+                                                      **options_in(cfg.data.name, cfg.data)).num_classes)
     validate_trainer(cfg.trainer, cuda_available)
     validate_optimization(cfg.optimizer, cfg.scheduler, cfg.trainer)
     validate_loss(cfg.loss)

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from genlab.analysis.evaluation import confusion_matrix, per_class_accuracy, plot_confusion_matrix, predict, robustness
 from genlab.cli import in_multirun
-from genlab.config import MODEL_RUN_KEYS, validate, validate_augmentation, validate_data
+from genlab.config import MODEL_RUN_KEYS, validate, validate_augmentation, validate_data, validate_epoch_length
 from genlab.data.augment import build_train_transform
 from genlab.data.catalog import dataset_info, options_in
 from genlab.data.datamodule import ImageDataModule
@@ -392,6 +392,7 @@ def start_run(cfg: DictConfig) -> RunStart:
     # Split sizes and files are checked here, before any logger starts; a class-weighted loss needs the counts.
     datamodule.prepare_data()
     datamodule.setup("fit")
+    validate_epoch_length(cfg.trainer, len(datamodule.train_set), datamodule.batch_size)
     module = build_module(cfg, datamodule)
     prepare_run_dir(run_dir, count_parameters(module.net))
     lock_run_dir(run_dir)

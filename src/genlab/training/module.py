@@ -61,16 +61,28 @@ class CompiledOrEager:
         rank_zero_warn(f"model.compile: {why}; the run continues uncompiled (eager).")
 
 
+def accuracy_names(num_classes: int) -> list[str]:
+    """The accuracies each stage measures: top-1, balanced, and top-5 where there are more than 5 classes."""
+    return ["acc", "acc_balanced", *(["acc_top5"] if num_classes > 5 else [])]
+
+
+def monitorable_metrics(num_classes: int) -> list[str]:
+    """What every epoch logs, by the end of its validation: the names a checkpoint or early-stopping callback can
+    monitor (validate checks `monitor` against these before anything runs)."""
+    return [*(f"{stage}/{name}" for stage in ("val", "train_eval") for name in [*accuracy_names(num_classes), "loss"]),
+            "val/acc_best", "gap_val/acc", "train/loss_epoch", "train/acc"]
+
+
 def accuracy_metrics(num_classes: int, prefix: str, calibration: bool = False) -> MetricCollection:
     """Top-1 accuracy, balanced accuracy (mean per-class recall), top-5 when there are more than 5 classes, and
     optionally expected calibration error; each is updated with class probabilities (see `ImageClassifier._evaluate`)."""
     # validate_args=False: the inputs are the module's own logits and labels, and checking them on every update
     # costs more than the update itself on small models.
     fast = {"validate_args": False}
-    metrics = {"acc": MulticlassAccuracy(num_classes, top_k=1, average="micro", **fast),
-               "acc_balanced": MulticlassAccuracy(num_classes, top_k=1, average="macro", **fast)}
-    if num_classes > 5:
-        metrics["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro", **fast)
+    builders = {"acc": lambda: MulticlassAccuracy(num_classes, top_k=1, average="micro", **fast),
+                "acc_balanced": lambda: MulticlassAccuracy(num_classes, top_k=1, average="macro", **fast),
+                "acc_top5": lambda: MulticlassAccuracy(num_classes, top_k=5, average="micro", **fast)}
+    metrics = {name: builders[name]() for name in accuracy_names(num_classes)}
     if calibration:
         metrics["ece"] = MulticlassCalibrationError(num_classes, n_bins=CALIBRATION_BINS, norm="l1", **fast)
     # compute_groups=False: torchmetrics merges metrics whose states are equal after the first update into one group,
