@@ -3,9 +3,10 @@ import hydra
 from omegaconf import DictConfig
 
 import genlab.hydra_callbacks  # noqa: F401  (registers the resolver conf/hydra/default.yaml names sweep dirs with)
-from genlab.cli import user_errors_exit_cleanly
+from genlab.cli import one_line_hydra_errors, user_errors_exit_cleanly
 
 
+@one_line_hydra_errors
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 @user_errors_exit_cleanly
 def main(cfg: DictConfig) -> None:

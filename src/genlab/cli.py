@@ -14,8 +14,19 @@ from omegaconf import OmegaConf
 
 from genlab.errors import ConfigError, DataError, RunFailed
 from genlab.locks import a_secondary_rank
-from genlab.resume import _given, check_named_run_dir, choose_run_dir, protect_run_dir, undo_refused_start
+from genlab.resume import (_given, check_named_run_dir, choose_run_dir, mark_refused_job_failed, protect_run_dir,
+                           undo_refused_start)
 from genlab.training.ddp import remember_entry_script
+
+
+# Set by one_line_hydra_errors, so that Hydra raises its own errors (which genlab reads) instead of printing them; a
+# process started by this one (a DDP worker, a launcher's job) inherits both variables and knows the user did not ask.
+GENLAB_SET_FULL_ERROR = "GENLAB_SET_HYDRA_FULL_ERROR"
+
+
+def tracebacks_wanted() -> bool:
+    """The user set HYDRA_FULL_ERROR=1: errors come as tracebacks, not one line."""
+    return os.environ.get("HYDRA_FULL_ERROR") == "1" and os.environ.get(GENLAB_SET_FULL_ERROR) != "1"
 
 
 def refuse(err: ConfigError) -> None:
@@ -24,7 +35,7 @@ def refuse(err: ConfigError) -> None:
     Hydra reports an exception of its own set-up (a resolver's, the run dir's) as a traceback with exit code 1; a
     SystemExit goes through it as is.
     """
-    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+    if tracebacks_wanted():
         raise err
     print(f"error: {err}", file=sys.stderr, flush=True)
     raise SystemExit(2)
@@ -175,17 +186,111 @@ def user_errors_exit_cleanly(main):
         try:
             return main(*args, **kwargs)
         except (ConfigError, DataError, RunFailed) as err:
-            undo_refused_start()
-            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            if in_multirun() and not isinstance(err, RunFailed):
+                mark_refused_job_failed(err)  # its record says why; the sweep goes on with its other jobs
+            else:
+                undo_refused_start()
+            if tracebacks_wanted():
                 raise
             print(f"error: {err}", file=sys.stderr, flush=True)
-            if isinstance(err, RunFailed):
-                if in_multirun():
-                    return float("nan")
-                raise SystemExit(1) from None
-            raise SystemExit(2) from None
+            if in_multirun():
+                return float("nan")
+            raise SystemExit(1 if isinstance(err, RunFailed) else 2) from None
         except BaseException:
             undo_refused_start()
             raise
 
     return wrapper
+
+
+def one_line_hydra_errors(hydra_main):
+    """Hydra's own errors (an unknown key, a `+` on a key that exists, a malformed override, a value list without
+    -m, a config it cannot find or a target it will not build) as one `error: …` line with the fix, exit code 2,
+    where Hydra prints several lines and exits 1. Wraps the @hydra.main function (the entry points' `main`)."""
+
+    @functools.wraps(hydra_main)
+    def wrapper(*args, **kwargs):
+        from hydra.errors import HydraException
+
+        if tracebacks_wanted():
+            return hydra_main(*args, **kwargs)
+        os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # Hydra raises, genlab reads
+        os.environ.setdefault(GENLAB_SET_FULL_ERROR, "1")
+        try:
+            return hydra_main(*args, **kwargs)
+        except HydraException as err:
+            undo_refused_start()
+            print(f"error: {hydra_error_line(err, sys.argv[1:], conf_dir_of_entry())}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
+
+    return wrapper
+
+
+def conf_dir_of_entry() -> Path:
+    return Path(sys.modules["__main__"].__file__).resolve().parent / "conf"
+
+
+def hydra_error_line(err: BaseException, argv: list[str], conf_dir: Path) -> str:
+    """What a Hydra error means for the command typed, in one line naming the override and the fix."""
+    text = str(err)
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(err).__name__)
+    unknown = re.search(r"Could not override '([^']+)'|Key '([^']+)' is not in struct", text)
+    if unknown:
+        key = unknown.group(1) or unknown.group(2)
+        group, _, knob = key.partition(".")
+        if group == "regularization":
+            from genlab.config import STRATEGY_KEYS  # (imports Lightning: only for this case)
+        if group == "regularization" and knob in STRATEGY_KEYS:
+            return (f"{key}: no such key: set {STRATEGY_KEYS[knob]}, which the presets set and an explicit value "
+                    "overrides")
+        close = close_keys(key, argv, conf_dir)
+        hint = f"did you mean {close[0]}?" if close else f"to add a new key, write +{key}=…"
+        return f"{key}: no such key; {hint}"
+    present = re.search(r"already at '([^']+)'", text)
+    if present:
+        key = present.group(1)
+        return f"+{key}: drop the +: {key} is already a key ({key}=<value> sets it)"
+    ambiguous = re.search(r"Ambiguous value for argument '([^']+)'", text)
+    if ambiguous:
+        key, _, value = ambiguous.group(1).partition("=")
+        return (f"{key}: got '{value}', expected one value: add -m (--multirun) to sweep over them, or write "
+                f"{key}=[{value}] for a list")
+    if type(err).__name__ == "OverrideParseException":
+        bad = next((arg for arg in argv if "=" in arg and not arg.startswith("-") and not parses(arg)), "an override")
+        return f"{bad}: not a Hydra override ({first}); see https://hydra.cc/docs/advanced/override_grammar/basic/"
+    return first
+
+
+def parses(override: str) -> bool:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    try:
+        OverridesParser.create().parse_overrides([override])
+    except OverrideParseException:
+        return False
+    return True
+
+
+def close_keys(key: str, argv: list[str], conf_dir: Path) -> list[str]:
+    """The config's keys closest to a misspelt one, in the config the command's group choices compose."""
+    import difflib
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    choices = [arg.split(",")[0] for arg in argv if GROUP_CHOICE.fullmatch(arg) and "/" not in arg.split("=")[0]]
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(str(conf_dir), version_base="1.3"):
+            config = OmegaConf.to_container(compose("train" if "train" in sys.argv[0] else "eval", overrides=choices))
+    except Exception:  # whatever else is wrong with the command: no suggestion rather than a second error
+        return []
+    keys = [k for k in dotted_keys(config) if k.count(".") == key.count(".")]  # a key's siblings, not its parents
+    return difflib.get_close_matches(key, keys, n=1, cutoff=0.75)
+
+
+def dotted_keys(tree: Any, prefix: str = "") -> Any:
+    for name, value in (tree.items() if isinstance(tree, dict) else []):
+        yield f"{prefix}{name}"
+        yield from dotted_keys(value, f"{prefix}{name}.")

@@ -5,9 +5,12 @@ Nothing here imports torch: the run dir is chosen by a Hydra resolver, before th
 """
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
+import signal
+import threading
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -279,6 +282,7 @@ def protect_run_dir(run_dir: Path, created: bool | None = None, key: str = "hydr
                 raise NotADirectoryError(20, "Not a directory")
         except OSError as err:
             raise ConfigError(key, str(run_dir), f"a directory that can be created ({err.strerror})") from err
+    stop_on_sigterm_while_starting()
     if not a_secondary_rank():  # a DDP worker writes into its rank 0's run dir, locked by rank 0
         try:
             acquire(run_dir, key, "a run dir no other process is writing")
@@ -290,10 +294,41 @@ def protect_run_dir(run_dir: Path, created: bool | None = None, key: str = "hydr
     _before_start = RunDirBefore.capture(run_dir, created)
 
 
+class StoppedWhileStarting(SystemExit):
+    """SIGTERM before the run was accepted: the start is undone as a refused one (exit code 143, as the signal's)."""
+
+    def __init__(self) -> None:
+        super().__init__(143)
+
+
+_default_sigterm: Any = None
+
+
+def stop_on_sigterm_while_starting() -> None:
+    """Until the start is accepted (or undone), SIGTERM ends the process through the start's own undo, so a scheduler
+    that stops a job during its start-up (imports, data) leaves no half-made run dir; then SIGTERM is Lightning's
+    again (it saves a checkpoint) or the default."""
+    global _default_sigterm
+    if _default_sigterm is None and threading.current_thread() is threading.main_thread():
+        _default_sigterm = signal.signal(signal.SIGTERM, _raise_stopped)
+
+
+def _raise_stopped(signum: int, frame: Any) -> None:
+    raise StoppedWhileStarting()
+
+
+def _sigterm_as_before() -> None:
+    global _default_sigterm
+    if _default_sigterm is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _default_sigterm)
+    _default_sigterm = None
+
+
 def start_accepted() -> None:
     """Every check of the start passed: from here on the run dir holds this run, whatever happens."""
     global _before_start
     _before_start = None
+    _sigterm_as_before()
 
 
 def undo_refused_start() -> None:
@@ -301,6 +336,7 @@ def undo_refused_start() -> None:
     (remove it if this start created it and it holds nothing else), and unlock it."""
     global _before_start
     before, _before_start = _before_start, None
+    _sigterm_as_before()
     release_run_dir()
     if before is not None:
         before.restore()
@@ -312,6 +348,24 @@ def lock_run_dir(run_dir: Path) -> None:
     if _locked_run_dir is None and not a_secondary_rank():
         acquire(run_dir, "paths.output_dir", "a run dir no other process is writing")
         _locked_run_dir = run_dir
+
+
+def mark_refused_job_failed(err: Exception) -> None:
+    """A job of a sweep refused at its start (a bad value of its own, missing data): its dir keeps a results.json that
+    says failed and why, where a single run's refused start leaves nothing, so the sweep's other jobs run and its
+    summary names this one."""
+    from genlab.records import SCHEMA_VERSION, write_json_atomic
+
+    global _before_start
+    before, _before_start = _before_start, None
+    _sigterm_as_before()
+    release_run_dir()
+    if before is not None:
+        try:
+            write_json_atomic(before.run_dir / "results.json", {"schema_version": SCHEMA_VERSION, "status": "failed",
+                                                                "error": str(err), "metrics": {}})
+        except OSError:
+            before.restore()
 
 
 def release_run_dir() -> None:
@@ -357,6 +411,11 @@ def kept_record(cfg: Any, run_dir: Path, in_sweep: bool) -> dict[str, Any] | Non
     if status == "failed" and in_sweep and not cfg.get("retry_failed", False):
         return record
     return None
+
+
+# A start cut short outside the job's own handlers (SIGTERM while Hydra writes its files, a crash in a resolver) is
+# undone at exit too.
+atexit.register(undo_refused_start)
 
 
 def log_dir_for(root_dir: str, fast_dev_run: Any) -> str:

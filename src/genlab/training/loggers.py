@@ -6,6 +6,7 @@ import logging
 import netrc
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_only
 
 WANDB_LOGGER = "genlab.training.loggers.ResilientWandbLogger"
 CSV_LOGGER = "genlab.training.loggers.RunCSVLogger"
@@ -107,7 +108,10 @@ class ResilientWandbLogger(WandbLogger):
                 pass
             self._experiment = None
         folder = Path(self.save_dir or ".") / "wandb" / f"offline-run-*-{self._wandb_init.get('id') or '*'}"
-        rank_zero_warn(f"{why}; logging to W&B offline instead, upload later with: wandb sync {folder}. Training goes on.")
+        # this line says it all: W&B's own lines about the offline run (4, after the failed start's) stay unsaid
+        set_wandb_setting(self._wandb_init, "silent", True)
+        warn_in_one_line(f"{why}; logging to W&B offline instead, upload later with: wandb sync {folder}. "
+                         "Training goes on.")
 
     def _guarded(self, method, *args: Any, **kwargs: Any) -> None:
         if self._broken:
@@ -118,7 +122,7 @@ class ResilientWandbLogger(WandbLogger):
         except Exception as err:
             if self._offline:
                 self._broken = True
-                rank_zero_warn(f"W&B logging failed offline too ({err}); W&B is off for the rest of this run.")
+                warn_in_one_line(f"W&B logging failed offline too ({one_line(err)}); W&B is off for the rest of this run.")
                 return
             self._go_offline(f"W&B logging failed ({one_line(err)})")
         self._guarded(method, *args, **kwargs)
@@ -198,6 +202,13 @@ def sweep_parameters() -> set[str]:
     except (OSError, ValueError):
         return set()
     return {str(key) for key in parameters} if isinstance(parameters, dict) else set()
+
+
+def warn_in_one_line(message: str) -> None:
+    """`warning: …` on stderr, from rank zero: Python's warnings add the source line that raised them, a second line a
+    user has nothing to do with."""
+    if rank_zero_only.rank == 0:
+        print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def one_line(err: BaseException, limit: int = 300) -> str:
@@ -362,7 +373,7 @@ def finish_wandb(loggers: list) -> None:
             try:
                 logger._experiment.finish()
             except Exception as err:  # the dashboard must not fail a finished run
-                rank_zero_warn(f"W&B did not finish cleanly ({err}); sync the run dir later with `wandb sync`.")
+                warn_in_one_line(f"W&B did not finish cleanly ({one_line(err)}); sync the run dir later with `wandb sync`.")
 
 
 def log_image_file(loggers: list, key: str, path: Path) -> None:
