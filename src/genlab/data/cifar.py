@@ -73,6 +73,15 @@ def _is_plain_number(dtype: object) -> bool:
     return dtype == made and dtype.flags == made.flags
 
 
+def _is_plain_dtype_state(state: object) -> bool:
+    # a Python 2 pickle read with encoding="bytes" (the official batches) gives the byte order as bytes
+    return (isinstance(state, tuple) and len(state) == 8 and state[0] == 3 and state[1] in _BYTE_ORDERS
+            and state[2:] == (None, None, None, -1, -1, 0))
+
+
+_BYTE_ORDERS = ("<", ">", "|", "=", b"<", b">", b"|", b"=")
+
+
 def _dtype_shown(dtype: object) -> str:
     if isinstance(dtype, np.dtype) and dtype.kind in "biuf":  # a plain dtype in name, its flags set by the pickle
         return f"{shown(dtype)} with flags {dtype.flags} (numpy's are {np.dtype(dtype.str).flags})"
@@ -161,7 +170,11 @@ class _BatchUnpickler(pickle._Unpickler):
             if not _is_plain_number(dtype):
                 raise pickle.UnpicklingError(f"an array of {_dtype_shown(dtype)}; only arrays of bools, integers and "
                                              "floats are read")
-        elif not isinstance(target, np.dtype):
+        elif isinstance(target, np.dtype):
+            if not _is_plain_dtype_state(state):  # numpy's own __setstate__ crashes on some states it is handed
+                raise pickle.UnpicklingError(f"a dtype state {shown(state)}, where numpy writes (3, byte order, None, "
+                                             "None, None, -1, -1, 0) for bools, integers and floats")
+        else:
             raise pickle.UnpicklingError(f"a state for a {type(target).__name__}, which a CIFAR batch never holds")
         super().load_build()
 
