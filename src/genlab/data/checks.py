@@ -19,6 +19,10 @@ def max_inflated_size(compressed_bytes: int) -> int:
 
 
 class _ShortRepr(reprlib.Repr):
+    def __init__(self):
+        super().__init__()
+        self.maxtuple = 8  # all of a numpy dtype's pickled state
+
     def repr_int(self, x, level):
         # Python refuses to print an int past 4,300 digits (a ValueError); a pickle can hold one in a few hundred bytes
         sign = "a negative" if x < 0 else "an"
@@ -48,7 +52,8 @@ def integer_labels(path: Path, values: object, low: int, high: int, allowed: str
         fractional = np.flatnonzero(~np.isfinite(labels) | (labels != np.rint(labels)))
         if fractional.size:
             i = fractional[0]
-            raise DataError(f"{path}: labels must be whole numbers in {allowed}, found {shown(labels.flat[i])} at index {i}")
+            raise DataError(f"{path}: labels must be whole numbers in {allowed}, found {shown(labels.flat[i])} at "
+                            f"index {i}")
     if labels.size and (labels.min() < low or labels.max() > high):
         raise DataError(f"{path}: labels must lie in {allowed}, found [{shown(labels.min())}, {shown(labels.max())}]")
     return labels.astype(np.int64)

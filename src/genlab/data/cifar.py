@@ -58,19 +58,15 @@ CIFAR100_INFO = DatasetInfo(
     std=(0.2673, 0.2564, 0.2762), class_names=CIFAR100_FINE_NAMES, flips_keep_label=True,
 )
 
-# A CIFAR batch is a pickle of a dict of plain values and numpy arrays (protocol 2 as published, protocol 4 when Python 3
-# re-saves a subset with its default); nothing else in one is trusted.
+# A CIFAR batch is a pickle of a dict of plain values and numpy arrays (protocol 2 as published, protocol 4 when
+# Python 3 re-saves a subset with its default); nothing else in one is trusted.
 # numpy rebuilds an array from whatever it is handed: `_reconstruct` allocates the shape it is given, and an object
 # array given too short a list crashes the process. So numpy may only be called as it pickles itself, with arrays and
 # numbers of plain dtypes.
 
 
 def _is_plain_number(dtype: object) -> bool:
-    """A dtype of bools, integers or floats exactly as numpy makes it (no fields, no objects, no flags a pickle set)."""
-    if not isinstance(dtype, np.dtype) or dtype.kind not in "biuf":
-        return False
-    made = np.dtype(dtype.str)
-    return dtype == made and dtype.flags == made.flags
+    return isinstance(dtype, np.dtype) and dtype.kind in "biuf"  # bools, integers, floats: no objects, no fields
 
 
 def _is_plain_dtype_state(state: object) -> bool:
@@ -82,12 +78,6 @@ def _is_plain_dtype_state(state: object) -> bool:
 _BYTE_ORDERS = ("<", ">", "|", "=", b"<", b">", b"|", b"=")
 
 
-def _dtype_shown(dtype: object) -> str:
-    if isinstance(dtype, np.dtype) and dtype.kind in "biuf":  # a plain dtype in name, its flags set by the pickle
-        return f"{shown(dtype)} with flags {dtype.flags} (numpy's are {np.dtype(dtype.str).flags})"
-    return shown(dtype)
-
-
 def _empty_array(subtype: object, shape: object, typecode: object) -> np.ndarray:
     if subtype is not np.ndarray or shape != (0,) or typecode not in (b"b", "b"):
         raise pickle.UnpicklingError(f"an array reconstruction of {shown((subtype, shape, typecode))}, where numpy "
@@ -97,8 +87,7 @@ def _empty_array(subtype: object, shape: object, typecode: object) -> np.ndarray
 
 def _number(dtype: object, data: object) -> np.generic:
     if not _is_plain_number(dtype):
-        raise pickle.UnpicklingError(f"a numpy scalar of {_dtype_shown(dtype)}; only bools, integers and floats are "
-                                     "read")
+        raise pickle.UnpicklingError(f"a numpy scalar of {shown(dtype)}; only bools, integers and floats are read")
     return _NUMPY_SCALAR(dtype, data)
 
 
@@ -168,10 +157,14 @@ class _BatchUnpickler(pickle._Unpickler):
         if isinstance(target, np.ndarray):
             dtype = state[-3] if isinstance(state, tuple) and len(state) in (4, 5) else None  # [version,] shape, dtype
             if not _is_plain_number(dtype):
-                raise pickle.UnpicklingError(f"an array of {_dtype_shown(dtype)}; only arrays of bools, integers and "
-                                             "floats are read")
+                raise pickle.UnpicklingError(f"an array of {shown(dtype)}; only arrays of bools, integers and floats "
+                                             "are read")
         elif isinstance(target, np.dtype):
-            if not _is_plain_dtype_state(state):  # numpy's own __setstate__ crashes on some states it is handed
+            if not _is_plain_number(target):
+                raise pickle.UnpicklingError(f"a {shown(target)}; only dtypes of bools, integers and floats are read")
+            # numpy's __setstate__ crashes on some states, and others flag a plain dtype as holding objects: only
+            # the state numpy writes for a plain dtype is applied
+            if not _is_plain_dtype_state(state):
                 raise pickle.UnpicklingError(f"a dtype state {shown(state)}, where numpy writes (3, byte order, None, "
                                              "None, None, -1, -1, 0) for bools, integers and floats")
         else:

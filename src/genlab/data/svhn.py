@@ -156,8 +156,8 @@ def _check_declared_images(path: Path, shape: tuple[int, ...], kind: str) -> Non
                         f"{shape}")
     size, declared = path.stat().st_size, math.prod(shape)
     if declared > max_inflated_size(size):
-        raise DataError(f"{path}: 'X' declares {shape} ({declared} bytes) but a .mat file of {size} bytes holds at most "
-                        f"{max_inflated_size(size)}")
+        raise DataError(f"{path}: 'X' declares {shape} ({declared} bytes) but a .mat file of {size} bytes holds at "
+                        f"most {max_inflated_size(size)}")
 
 
 def _check_declared_labels(path: Path, shape: tuple[int, ...], kind: str, count: int | None) -> None:
