@@ -1,13 +1,18 @@
 """CIFAR-10 and CIFAR-100 in their official python format: pickled batches inside cifar-10[0]-python.tar.gz."""
 from __future__ import annotations
 
+import codecs
+import io
 import pickle
+import pickletools
+import struct
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from genlab.data.catalog import DatasetInfo, Splits, register_dataset
+from genlab.data.checks import integer_labels, shown
 from genlab.data.download import Remote, ensure_files, extract_tar, fetch
 from genlab.errors import ConfigError, DataError
 
@@ -53,32 +58,120 @@ CIFAR100_INFO = DatasetInfo(
     std=(0.2673, 0.2564, 0.2762), class_names=CIFAR100_FINE_NAMES, flips_keep_label=True,
 )
 
-# The batches are pickles; only numpy's array and number reconstruction is allowed to run while loading them (labels
-# re-saved as numpy ints are numpy scalars: a dtype and its bytes).
+# A CIFAR batch is a pickle of a dict of plain values and numpy arrays (protocol 2 as published, protocol 4 when
+# Python 3 re-saves a subset with its default); nothing else in one is trusted.
+# numpy rebuilds an array from whatever it is handed: `_reconstruct` allocates the shape it is given, and an object
+# array given too short a list crashes the process. So numpy may only be called as it pickles itself, with arrays and
+# numbers of plain dtypes.
+
+
+def _is_plain_number(dtype: object) -> bool:
+    return isinstance(dtype, np.dtype) and dtype.kind in "biuf"  # bools, integers, floats: no objects, no fields
+
+
+def _is_plain_dtype_state(state: object) -> bool:
+    # a Python 2 pickle read with encoding="bytes" (the official batches) gives the byte order as bytes
+    return (isinstance(state, tuple) and len(state) == 8 and state[0] == 3 and state[1] in _BYTE_ORDERS
+            and state[2:] == (None, None, None, -1, -1, 0))
+
+
+_BYTE_ORDERS = ("<", ">", "|", "=", b"<", b">", b"|", b"=")
+
+
+def _empty_array(subtype: object, shape: object, typecode: object) -> np.ndarray:
+    if subtype is not np.ndarray or shape != (0,) or typecode not in (b"b", "b"):
+        raise pickle.UnpicklingError(f"an array reconstruction of {shown((subtype, shape, typecode))}, where numpy "
+                                     "writes (ndarray, (0,), b'b') and sets the array's content afterwards")
+    return _NUMPY_RECONSTRUCT(np.ndarray, shape, typecode)
+
+
+def _number(dtype: object, data: object) -> np.generic:
+    if not _is_plain_number(dtype):
+        raise pickle.UnpicklingError(f"a numpy scalar of {shown(dtype)}; only bools, integers and floats are read")
+    return _NUMPY_SCALAR(dtype, data)
+
+
+def _latin1_bytes(text: object, encoding: object) -> bytes:
+    if encoding != "latin1":  # how Python 3 writes bytes into a protocol-2 pickle; no other codec makes a bytes value
+        raise pickle.UnpicklingError(f"a bytes value encoded as {shown(encoding)}, expected latin1")
+    return codecs.encode(text, encoding)
+
+
+_NUMPY_RECONSTRUCT = np.ndarray.__reduce__(np.empty(0))[0]  # numpy's own, whatever its module path
+_NUMPY_SCALAR = np.int64(0).__reduce__()[0]
+_CALLABLE = (_empty_array, _number, _latin1_bytes, np.dtype)
+# numpy 1.x pickles name numpy.core, numpy 2.x numpy._core; labels re-saved as numpy ints are numpy scalars
 _ALLOWED_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("_codecs", "encode"),  # how Python 3 writes bytes into protocol-2 pickles
+    **{(f"numpy.{core}.multiarray", "_reconstruct"): _empty_array for core in ("core", "_core")},
+    **{(f"numpy.{core}.multiarray", "scalar"): _number for core in ("core", "_core")},
+    ("numpy", "ndarray"): np.ndarray,  # only as _reconstruct's first argument: load_reduce never calls it
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): _latin1_bytes,
 }
 
 
-class _ArrayOnlyUnpickler(pickle.Unpickler):
+class _OpcodeTable(dict):
+    def __missing__(self, code: int):
+        raise pickle.UnpicklingError(f"invalid pickle opcode {bytes([code])!r}")
+
+
+def _refused(opcode: pickletools.OpcodeInfo):
+    def refuse(_):
+        raise pickle.UnpicklingError(f"pickle opcode {opcode.name} (protocol {opcode.proto}), which a CIFAR batch "
+                                     "(plain values and numpy arrays, pickle protocol 2 to 4) never holds")
+
+    return refuse
+
+
+def _batch_opcodes(reduce, build) -> _OpcodeTable:
+    """Python's opcode table up to protocol 4 with REDUCE and BUILD checked, less the opcodes that call a class past
+    load_reduce (INST, OBJ, NEWOBJ, NEWOBJ_EX; numpy never writes them) and protocol 5's buffers (BYTEARRAY8 allocates
+    the length it declares before reading it; numpy's protocol-5 pickles need a global never allowed here)."""
+    table = _OpcodeTable()
+    for op in pickletools.opcodes:
+        code = op.code.encode("latin-1")[0]
+        if op.proto > 4 or op.name in ("INST", "OBJ", "NEWOBJ", "NEWOBJ_EX"):
+            table[code] = _refused(op)
+        else:
+            table[code] = {"REDUCE": reduce, "BUILD": build}.get(op.name, pickle._Unpickler.dispatch[code])
+    return table
+
+
+class _BatchUnpickler(pickle._Unpickler):
+    """Python's own unpickler, not the C one: the C one allocates the length a counted opcode (BINBYTES, BINBYTES8)
+    declares before it reads the bytes, a length a 20-byte file can set to terabytes; this one reads them from memory,
+    so no string it holds is larger than the file."""
+
     def find_class(self, module: str, name: str):
         if (module, name) not in _ALLOWED_GLOBALS:
             raise pickle.UnpicklingError(f"forbidden global {module}.{name}")
-        if name == "_reconstruct":
-            return np.ndarray.__reduce__(np.empty(0))[0]  # numpy's own reconstructor, whatever its module path
-        if name == "scalar":
-            return np.int64(0).__reduce__()[0]
-        if module == "_codecs":
-            import codecs
+        return _ALLOWED_GLOBALS[module, name]
 
-            return codecs.encode
-        return getattr(np, name)
+    def load_reduce(self):
+        if not any(self.stack[-2] is call for call in _CALLABLE):
+            raise pickle.UnpicklingError(f"a call of {shown(self.stack[-2])}, which a CIFAR batch never makes")
+        super().load_reduce()
+
+    def load_build(self):
+        target, state = self.stack[-2], self.stack[-1]
+        if isinstance(target, np.ndarray):
+            dtype = state[-3] if isinstance(state, tuple) and len(state) in (4, 5) else None  # [version,] shape, dtype
+            if not _is_plain_number(dtype):
+                raise pickle.UnpicklingError(f"an array of {shown(dtype)}; only arrays of bools, integers and floats "
+                                             "are read")
+        elif isinstance(target, np.dtype):
+            if not _is_plain_number(target):
+                raise pickle.UnpicklingError(f"a {shown(target)}; only dtypes of bools, integers and floats are read")
+            # numpy's __setstate__ crashes on some states, and others flag a plain dtype as holding objects: only
+            # the state numpy writes for a plain dtype is applied
+            if not _is_plain_dtype_state(state):
+                raise pickle.UnpicklingError(f"a dtype state {shown(state)}, where numpy writes (3, byte order, None, "
+                                             "None, None, -1, -1, 0) for bools, integers and floats")
+        else:
+            raise pickle.UnpicklingError(f"a state for a {type(target).__name__}, which a CIFAR batch never holds")
+        super().load_build()
+
+    dispatch = _batch_opcodes(load_reduce, load_build)
 
 
 @register_dataset(INFO)
@@ -128,19 +221,22 @@ def read_cifar_batches(paths: list[Path], label_key: bytes, num_classes: int) ->
 
 def _read_one_batch(path: Path, label_key: bytes, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     try:
-        with open(path, "rb") as f:
-            batch = _ArrayOnlyUnpickler(f, encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as err:
-        raise DataError(f"{path}: not a readable CIFAR batch, the file is truncated or corrupt ({err})") from err
+        # from memory, not the file: a read of n bytes from a file allocates n before it finds the file shorter
+        batch = _BatchUnpickler(io.BytesIO(path.read_bytes()), encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            struct.error, OSError) as err:
+        reason = str(err) or "the pickle ends early"
+        raise DataError(f"{path}: not a readable CIFAR batch, the file is truncated or corrupt ({reason})") from err
     if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
-        found = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
+        found = f"keys {shown(sorted(batch, key=shown))}" if isinstance(batch, dict) else f"a {type(batch).__name__}"
         raise DataError(f"{path}: expected a dict with b'data' and {label_key!r}, found {found}")
-    data, labels = batch[b"data"], np.asarray(batch[label_key])
+    data = batch[b"data"]
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-        shape = getattr(data, "shape", None)
-        raise DataError(f"{path}: b'data' must be a uint8 array of shape (N, 3072), found {getattr(data, 'dtype', type(data))} {shape}")
-    if labels.shape != (data.shape[0],):
-        raise DataError(f"{path}: {data.shape[0]} images but {labels.size} labels")
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise DataError(f"{path}: labels must lie in [0, {num_classes - 1}], found [{labels.min()}, {labels.max()}]")
-    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(), labels.astype(np.int64)
+        found = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else f"a {type(data).__name__}"
+        raise DataError(f"{path}: b'data' must be a uint8 array of shape (N, 3072), found {found}")
+    labels = integer_labels(path, batch[label_key], 0, num_classes - 1)
+    if labels.ndim != 1:
+        raise DataError(f"{path}: labels must be a flat list, found an array of shape {labels.shape}")
+    if len(labels) != len(data):
+        raise DataError(f"{path}: {len(data)} images but {len(labels)} labels")
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(), labels

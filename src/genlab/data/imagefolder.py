@@ -5,6 +5,8 @@ memory as uint8 like every other data set.
 """
 from __future__ import annotations
 
+import re
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -79,7 +81,11 @@ def read_image_split(split_dir: Path, classes: list[str], image_size: int, chann
             labels.append(classes.index(entry.name))
     if not paths:
         raise DataError(f"{split_dir}: no images found; expected {split_dir.name}/<class>/*.png|jpg")
-    with ThreadPoolExecutor() as pool:  # Pillow releases the GIL while decoding
+    from PIL import Image
+
+    with warnings.catch_warnings(), ThreadPoolExecutor() as pool:  # Pillow releases the GIL while decoding
+        # Pillow warns of images over its own limit, twice MAX_IMAGE_PIXELS; decode_image refuses them in one line
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         images = list(pool.map(lambda p: decode_image(p, image_size, channels), paths))
     return np.stack(images), np.asarray(labels, dtype=np.int64)
 
@@ -116,12 +122,21 @@ def decode_image(path: Path, image_size: int, channels: int) -> np.ndarray:
     try:
         with Image.open(path) as image:
             if image.width * image.height > MAX_IMAGE_PIXELS:  # checked from the header, before decoding anything
-                raise DataError(f"{path}: {image.width}x{image.height} pixels, more than the {MAX_IMAGE_PIXELS:,} an image "
-                                "may have here (a decompression bomb, or a photo to downscale first)")
+                raise too_many_pixels(path, f"{image.width}x{image.height}")
             image = to_8_bit(image, path).convert(PIL_MODES[channels])
             if image.size != (image_size, image_size):
                 image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
             array = np.asarray(image, dtype=np.uint8)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        # Image.open itself refuses an image over twice its own limit (and warns over it), before the check above
+        # can run; its message gives the pixel count, not the sides
+        count = re.search(r"\((\d+) pixels\)", str(err))
+        raise too_many_pixels(path, f"{int(count[1]):,}" if count else "too many") from err
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise DataError(f"{path}: not a readable image, truncated or corrupt ({err})") from err
     return array.reshape(image_size, image_size, channels)
+
+
+def too_many_pixels(path: Path, pixels: str) -> DataError:
+    return DataError(f"{path}: {pixels} pixels, more than the {MAX_IMAGE_PIXELS:,} an image may have here (a "
+                     "decompression bomb, or a photo to downscale first)")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from genlab.data.catalog import DatasetInfo, Splits, register_dataset
+from genlab.data.checks import integer_labels, max_inflated_size
 from genlab.data.download import Remote, ensure_files, fetch
 from genlab.errors import DataError
 
@@ -85,39 +87,65 @@ def load_idx_splits(info: DatasetInfo, data_dir: Path, download: bool) -> Splits
 
     ensure_files(info.name, folder, list(source.md5), remotes, download, fetch_into)
     return Splits(
-        *read_idx_pair(folder / TRAIN_IMAGES, folder / TRAIN_LABELS, info.num_classes),
-        *read_idx_pair(folder / TEST_IMAGES, folder / TEST_LABELS, info.num_classes),
+        *read_idx_pair(folder / TRAIN_IMAGES, folder / TRAIN_LABELS, info.num_classes, info.image_size),
+        *read_idx_pair(folder / TEST_IMAGES, folder / TEST_LABELS, info.num_classes, info.image_size),
     )
 
 
-def read_idx_pair(images_path: Path, labels_path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def read_idx_pair(images_path: Path, labels_path: Path, num_classes: int,
+                  image_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Read matching IDX image and label files into uint8 (N, H, W, 1) images and int64 labels."""
-    images = read_idx(images_path, IDX_UBYTE_IMAGES)
-    labels = read_idx(labels_path, IDX_UBYTE_LABELS).astype(np.int64)
+    images = read_idx(images_path, IDX_UBYTE_IMAGES, (image_size, image_size))
+    labels = integer_labels(labels_path, read_idx(labels_path, IDX_UBYTE_LABELS, ()), 0, num_classes - 1)
     if len(images) != len(labels):
         raise DataError(f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels")
-    if labels.size and labels.max() >= num_classes:
-        raise DataError(f"{labels_path}: labels must lie in [0, {num_classes - 1}], found max {labels.max()}")
     return images[..., None], labels
 
 
-def read_idx(path: Path, magic: int) -> np.ndarray:
-    """Read one IDX file (gzipped or not), checking its magic number and that its size matches its header."""
-    opener = gzip.open if path.suffix == ".gz" else open
+# The payload is read piece by piece: one read of the declared size would allocate all of it before finding out
+# whether the file holds it.
+READ_CHUNK = 1 << 20
+
+
+def read_idx(path: Path, magic: int, item_shape: tuple[int, ...]) -> np.ndarray:
+    """Read one IDX file (gzipped or not). Its header is checked first (magic number, item shape, and a size the file
+    can hold: a gzip inflates at most 1032-fold), then at most the declared bytes are inflated, so a header that lies
+    or a gzip bomb is refused without allocating what it claims."""
+    compressed = path.suffix == ".gz"
     try:
-        with opener(path, "rb") as f:
-            raw = f.read()
+        with (gzip.open if compressed else open)(path, "rb") as f:
+            dims = _idx_dims(path, f, magic)
+            declared = math.prod(dims)
+            if dims[1:] != list(item_shape):
+                raise DataError(f"{path}: header says {dims}, expected [N{''.join(f', {d}' for d in item_shape)}]")
+            size = path.stat().st_size
+            room = max_inflated_size(size) if compressed else size - 4 - 4 * len(dims)
+            if declared > room:
+                raise DataError(f"{path}: header says {dims} ({declared} bytes) but a {'gzip ' if compressed else ''}"
+                                f"file of {size} bytes holds at most {room}")
+            payload = _read_at_most(f, declared + 1)
     except (OSError, EOFError, zlib.error) as err:
         raise DataError(f"{path}: not a readable IDX file, truncated or corrupt ({err})") from err
-    if len(raw) < 4 or int.from_bytes(raw[:4], "big") != magic:
-        found = hex(int.from_bytes(raw[:4], "big")) if len(raw) >= 4 else "nothing"
+    if len(payload) != declared:
+        found = "more" if len(payload) > declared else len(payload)
+        raise DataError(f"{path}: header says {dims} ({declared} bytes) but the file holds {found}")
+    return np.frombuffer(payload, dtype=np.uint8).reshape(dims)
+
+
+def _idx_dims(path: Path, f, magic: int) -> list[int]:
+    head = f.read(4)
+    if len(head) < 4 or int.from_bytes(head, "big") != magic:
+        found = hex(int.from_bytes(head, "big")) if len(head) == 4 else "nothing"
         raise DataError(f"{path}: bad IDX magic number {found}, expected {hex(magic)}")
     ndim = magic & 0xFF
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{path}: truncated IDX header ({len(raw)} bytes, expected {header})")
-    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    expected = int(np.prod(dims)) if dims else 0
-    if len(raw) - header != expected:
-        raise DataError(f"{path}: header says {dims} ({expected} bytes) but the file holds {len(raw) - header}")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims).copy()
+    raw = f.read(4 * ndim)
+    if len(raw) < 4 * ndim:
+        raise DataError(f"{path}: truncated IDX header ({4 + len(raw)} bytes, expected {4 + 4 * ndim})")
+    return [int.from_bytes(raw[i : i + 4], "big") for i in range(0, 4 * ndim, 4)]
+
+
+def _read_at_most(f, limit: int) -> bytearray:
+    data = bytearray()
+    while len(data) < limit and (chunk := f.read(min(READ_CHUNK, limit - len(data)))):
+        data += chunk
+    return data
