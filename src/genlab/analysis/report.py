@@ -15,7 +15,7 @@ from typing import Any
 
 from genlab.analysis import figures
 from genlab.analysis.completeness import sweep_dirs_of, unequal_seed_warnings, unfinished_sweep_warnings
-from genlab.analysis.runs import Run, find_run_dirs, load_local_run, load_wandb_runs
+from genlab.analysis.runs import Run, find_run_dirs, load_local_runs, load_wandb_runs, note_lines
 from genlab.analysis.stats import (UNBOUNDED, Summary, holm, is_constant, paired_t_test, permutation_p, pooled_std,
                                    seeds_for_power, sign_flip_p, summarize, welch_t_test)
 
@@ -189,11 +189,13 @@ def compared_metric(runs: list[Run]) -> str:
     test/acc, unless a study preset chose the last epoch's, final/test/acc); runs that disagree are refused."""
     chosen: dict[str, int] = {}
     for run in runs:
-        weights = run.config.get("analysis.compared_weights", "best")
+        weights = _show(run.config.get("analysis.compared_weights", "best"))
         chosen[weights] = chosen.get(weights, 0) + 1
-    if len(chosen) > 1:
+    if len(chosen) > 1 or any(weights not in COMPARED_METRIC for weights in chosen):
         counts = ", ".join(f"{weights} in {n} runs" for weights, n in sorted(chosen.items()))
-        raise SystemExit(f"error: the runs compare different weights (analysis.compared_weights: {counts}); "
+        what = ("different weights" if len(chosen) > 1 else
+                f"weights genlab does not know (not {' or '.join(COMPARED_METRIC)})")
+        raise SystemExit(f"error: the runs compare {what} (analysis.compared_weights: {counts}); "
                          "pass --metric test/acc (best checkpoints) or --metric final/test/acc (last epochs)")
     return COMPARED_METRIC[next(iter(chosen), "best")]
 
@@ -599,13 +601,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def load_runs(args: argparse.Namespace) -> list[Run]:
+def load_runs(args: argparse.Namespace) -> tuple[list[Run], list[str]]:
+    """The runs to compare, and one warning line (printed at once, and kept for the report) for each reason run dirs
+    were skipped, counting and naming them, and for each thing left out of a run's record."""
     if args.wandb:
-        return load_wandb_runs(args.wandb, args.group)
-    dirs = find_run_dirs(args.paths)
-    if not dirs:
-        raise SystemExit(f"error: no run dirs (with results.json) under {' '.join(args.paths)}")
-    return [load_local_run(d) for d in dirs]
+        runs, skipped = load_wandb_runs(args.wandb, args.group), []
+        none = f"--wandb {args.wandb}: no runs" + (f" in group {args.group}" if args.group else "")
+    else:
+        runs, skipped = load_local_runs(find_run_dirs(args.paths))
+        none = f"no run dirs ({'none reads as a run record' if skipped else 'with results.json'}) under " \
+               f"{' '.join(args.paths)}"
+    warnings = skipped + note_lines(runs)
+    for warning in warnings:
+        print(warning, file=sys.stderr, flush=True)
+    if not runs:
+        raise SystemExit(f"error: {none}")
+    return runs, warnings
 
 
 def default_out_dir(runs: list[Run]) -> Path:
@@ -619,7 +630,7 @@ def default_out_dir(runs: list[Run]) -> Path:
 def main(argv: list[str] | None = None) -> Path:
     """Build the report; returns the output dir."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    runs = load_runs(args)
+    runs, warnings = load_runs(args)
     refuse_mixed_data_sets(runs)
     metric = args.metric or compared_metric(runs)
     refuse_unrecorded_metric(runs, metric)
@@ -632,9 +643,9 @@ def main(argv: list[str] | None = None) -> Path:
     baseline = dict(pair.split("=", 1) for pair in args.baseline.split(",")) if args.baseline else None
     groups = rank_and_test(group_runs(runs, by, metric), metric, baseline, direction)
     local = [Path(r.source) for r in runs if not r.source.startswith("wandb:")]
-    warnings = [w for w in [pooling_warning(runs, by) if args.by else None] if w]
-    warnings += unequal_seed_warnings(groups) + unfinished_sweep_warnings(sweep_dirs_of(args.paths or [], local))
-    for warning in warnings:
+    later = [w for w in [pooling_warning(runs, by) if args.by else None] if w]
+    later += unequal_seed_warnings(groups) + unfinished_sweep_warnings(sweep_dirs_of(args.paths or [], local))
+    for warning in later:
         print(warning, file=sys.stderr, flush=True)
     header, rows = table_rows(groups, metric)
     sentence = verdict(groups, metric, direction)
@@ -645,7 +656,7 @@ def main(argv: list[str] | None = None) -> Path:
     images = write_figures(groups, by, metric, direction, colors, out)
     runs_table = run_rows(runs, groups, by, metric, out.resolve())
     title = f"genlab comparison: {len(runs)} runs, grouped by {', '.join(by) or 'nothing (one group)'}"
-    notes = [note, *warnings]
+    notes = [note, *warnings, *later]
     markdown = (f"# {title}\n\n{sentence}\n\n{to_markdown(header, rows)}\n\n" + "".join(f"{n}\n\n" for n in notes)
                 + "".join(f"## {FIGURES[p.stem][0]}\n\n{FIGURES[p.stem][1]}\n\n![{p.stem}]({p.name})\n\n"
                           for p in images)
