@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import glob
+import math
 import os
 from pathlib import Path
 from typing import NoReturn
+
+# logger.wandb.init_timeout's default (conf/logger/wandb.yaml; W&B's own wait is 90 s): compare.py runs outside Hydra
+WANDB_TIMEOUT_S = 10.0
+
 
 class Refusal(SystemExit):
     """Bad input to compare.py: one `error: …` line on stderr (report.main prints it) and exit code 2, as train.py and
@@ -46,6 +51,16 @@ def key_list(text: str) -> list[str]:
     return keys
 
 
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"got {text!r}, expected seconds > 0")
+    return value
+
+
 def parse_args(argv: list[str], description: str | None = None) -> argparse.Namespace:
     parser = OneLineParser(prog="compare.py", description=description)
     parser.add_argument("paths", nargs="*", help="run dirs, multirun dirs or globs (quote globs)")
@@ -63,7 +78,11 @@ def parse_args(argv: list[str], description: str | None = None) -> argparse.Name
                              "else max)")
     parser.add_argument("--out", help="where report.md, report.html and the plots go (default: the common parent of "
                         "the runs; never a run dir or a filesystem root)")
-    parser.add_argument("--log-wandb", metavar="PROJECT", help="also log the table and report to this W&B project")
+    parser.add_argument("--log-wandb", metavar="PROJECT", help="also log the table and report to this W&B project "
+                        "(offline, under --out, when W&B cannot start online)")
+    parser.add_argument("--wandb-timeout", type=seconds, default=WANDB_TIMEOUT_S, metavar="SECONDS",
+                        help=f"how long --wandb and --log-wandb wait for the W&B server (default: {WANDB_TIMEOUT_S:g}, "
+                             "as logger.wandb.init_timeout)")
     args = parser.parse_args(argv)
     if bool(args.paths) == bool(args.wandb):
         parser.error("give run dirs / multirun dirs / globs, or --wandb ENTITY/PROJECT" +

@@ -14,8 +14,9 @@ from typing import Any
 from genlab.analysis import figures
 from genlab.analysis.completeness import sweep_dirs_of, unequal_seed_warnings, unfinished_sweep_warnings
 from genlab.analysis.compare_args import Refusal, parse_args, report_dir
+from genlab.analysis.report_wandb import check_project, log_report, read_wandb_runs
 from genlab.analysis.run_files import one_line
-from genlab.analysis.runs import Run, find_run_dirs, load_local_runs, load_wandb_runs, note_lines
+from genlab.analysis.runs import Run, find_run_dirs, load_local_runs, note_lines
 from genlab.records import write_atomic
 from genlab.analysis.stats import (UNBOUNDED, Summary, holm, is_constant, paired_t_test, permutation_p, pooled_std,
                                    seeds_for_power, sign_flip_p, summarize, welch_t_test)
@@ -569,23 +570,11 @@ def print_table(header: list[str], rows: list[list[str]], sentence: str, note: s
     console.print(sentence, soft_wrap=True)
 
 
-def log_to_wandb(project: str, header: list[str], rows: list[list[str]], files: list[Path]) -> None:
-    """The comparison table as a W&B table, and the report files as an artifact."""
-    import wandb
-
-    with wandb.init(project=project, job_type="compare") as run:
-        run.log({"comparison": wandb.Table(columns=header, data=rows)})
-        artifact = wandb.Artifact("comparison-report", type="report")
-        for path in files:
-            artifact.add_file(str(path))
-        run.log_artifact(artifact)
-
-
 def load_runs(args) -> tuple[list[Run], list[str]]:
     """The runs to compare, and one warning line (printed at once, and kept for the report) for each reason run dirs
     were skipped, counting and naming them, and for each thing left out of a run's record."""
     if args.wandb:
-        runs, skipped = load_wandb_runs(args.wandb, args.group), []
+        runs, skipped = read_wandb_runs(args.wandb, args.group, args.wandb_timeout), []
         none = f"--wandb {args.wandb}: no runs" + (f" in group {args.group}" if args.group else "")
     else:
         runs, skipped = load_local_runs(find_run_dirs(args.paths))
@@ -610,6 +599,8 @@ def main(argv: list[str] | None = None) -> Path:
 
 def build_report(args) -> Path:
     """The report on the runs `args` names, in the folder `report_dir` picks; returns that folder."""
+    if args.log_wandb:
+        check_project(args.log_wandb)
     runs, warnings = load_runs(args)
     local = [Path(r.source) for r in runs if not r.source.startswith("wandb:")]
     out = report_dir(args.out, local)
@@ -638,7 +629,9 @@ def build_report(args) -> Path:
     print_table(*table_rows(groups, metric, with_ci=False), sentence, note)
     print(f"report: {(out / 'report.md').resolve()} and report.html", flush=True)
     if args.log_wandb:
-        log_to_wandb(args.log_wandb, header, rows, files)
+        said = log_report(args.log_wandb, header, rows, files, out, args.wandb_timeout)
+        if said:
+            print(said, file=sys.stderr, flush=True)
     return out
 
 
