@@ -274,7 +274,8 @@ def rank_and_test(groups: list[Group], metric: str, baseline: dict[str, str] | N
     if baseline:
         matches = [g for g in scored if all(_show(dict(g.values).get(k)) == v for k, v in baseline.items())]
         if len(matches) != 1:
-            raise Refusal(f"error: --baseline {baseline} matches {len(matches)} groups; choose from: "
+            typed = ",".join(f"{key}={value}" for key, value in baseline.items())
+            raise Refusal(f"error: --baseline {typed} matches {len(matches)} groups; choose from: "
                           + "; ".join(g.label for g in scored))
         base = matches[0]
     base.baseline = True

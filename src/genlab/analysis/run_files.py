@@ -217,6 +217,8 @@ def read_config(run_dir: Path) -> dict[str, Any]:
         raise Unreadable(f"config.yaml is not YAML ({yaml_problem(err)})") from None
     except (ValueError, RecursionError):  # an integer too long to convert; nesting too deep
         raise Unreadable("config.yaml is not a config genlab writes (nested too deep, or a number too long)") from None
+    if tree is None:
+        raise Unreadable("config.yaml is empty")
     if not isinstance(tree, dict):
         raise Unreadable(f"config.yaml is {shown(tree)}, not a mapping of config keys")
     key = non_finite_key(tree)
