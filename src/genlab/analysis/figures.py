@@ -7,6 +7,7 @@ check colours and seeds on the figure objects themselves.
 """
 from __future__ import annotations
 
+import io
 import math
 import re
 import textwrap
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genlab.analysis.stats import summarize, welch_interval
+from genlab.records import write_atomic
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -64,7 +66,10 @@ def new_figure(width: float, height: float) -> Figure:
 
 
 def save(fig: Figure, path: Path) -> Path:
-    fig.savefig(path, dpi=DPI)
+    """The figure as a PNG written whole (a rename replaces a link at `path`, never the file it points to)."""
+    image = io.BytesIO()
+    fig.savefig(image, dpi=DPI, format="png")
+    write_atomic(path, image.getbuffer())
     return path
 
 

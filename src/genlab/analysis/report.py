@@ -1,13 +1,11 @@
 """`python compare.py <run dirs | multirun dirs | globs>`: which strategy generalizes better, and is the difference real?"""
 from __future__ import annotations
 
-import argparse
 import base64
 import difflib
 import html
 import itertools
 import math
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +13,11 @@ from typing import Any
 
 from genlab.analysis import figures
 from genlab.analysis.completeness import sweep_dirs_of, unequal_seed_warnings, unfinished_sweep_warnings
-from genlab.analysis.runs import Run, find_run_dirs, load_local_run, load_wandb_runs
+from genlab.analysis.compare_args import Refusal, parse_args, report_dir
+from genlab.analysis.report_wandb import check_project, log_report, read_wandb_runs
+from genlab.analysis.run_files import one_line
+from genlab.analysis.runs import Run, find_run_dirs, load_local_runs, note_lines
+from genlab.records import write_atomic
 from genlab.analysis.stats import (UNBOUNDED, Summary, holm, is_constant, paired_t_test, permutation_p, pooled_std,
                                    seeds_for_power, sign_flip_p, summarize, welch_t_test)
 
@@ -169,8 +171,8 @@ def refuse_mixed_data_sets(runs: list[Run]) -> None:
     """A metric means something else on another data set: one report compares runs on one data set."""
     names = sorted({str(r.config["data.name"]) for r in runs if r.config.get("data.name") is not None})
     if len(names) > 1:
-        raise SystemExit(f"error: the runs are on {len(names)} data sets ({', '.join(names)}) and a metric does not "
-                         "compare across data sets; give one data set's runs (dirs or globs) at a time")
+        raise Refusal(f"error: the runs are on {len(names)} data sets ({', '.join(names)}) and a metric does not "
+                      "compare across data sets; give one data set's runs (dirs or globs) at a time")
 
 
 def refuse_unknown_keys(runs: list[Run], by: list[str]) -> None:
@@ -180,8 +182,8 @@ def refuse_unknown_keys(runs: list[Run], by: list[str]) -> None:
         if key not in known:
             close = difflib.get_close_matches(key, sorted(known), n=3)
             hint = f"; did you mean {' or '.join(close)}?" if close else ""
-            raise SystemExit(f"error: --by {key}: no run has this key (keys that differ between these runs: "
-                             f"{', '.join(varying_keys(runs)) or 'none'}){hint}")
+            raise Refusal(f"error: --by {key}: no run has this key (keys that differ between these runs: "
+                          f"{', '.join(varying_keys(runs)) or 'none'}){hint}")
 
 
 def compared_metric(runs: list[Run]) -> str:
@@ -189,20 +191,22 @@ def compared_metric(runs: list[Run]) -> str:
     test/acc, unless a study preset chose the last epoch's, final/test/acc); runs that disagree are refused."""
     chosen: dict[str, int] = {}
     for run in runs:
-        weights = run.config.get("analysis.compared_weights", "best")
+        weights = _show(run.config.get("analysis.compared_weights", "best"))
         chosen[weights] = chosen.get(weights, 0) + 1
-    if len(chosen) > 1:
+    if len(chosen) > 1 or any(weights not in COMPARED_METRIC for weights in chosen):
         counts = ", ".join(f"{weights} in {n} runs" for weights, n in sorted(chosen.items()))
-        raise SystemExit(f"error: the runs compare different weights (analysis.compared_weights: {counts}); "
-                         "pass --metric test/acc (best checkpoints) or --metric final/test/acc (last epochs)")
+        what = ("different weights" if len(chosen) > 1 else
+                f"weights genlab does not know (not {' or '.join(COMPARED_METRIC)})")
+        raise Refusal(f"error: the runs compare {what} (analysis.compared_weights: {counts}); "
+                      "pass --metric test/acc (best checkpoints) or --metric final/test/acc (last epochs)")
     return COMPARED_METRIC[next(iter(chosen), "best")]
 
 
 def refuse_unrecorded_metric(runs: list[Run], metric: str) -> None:
     recorded = sorted({k for r in runs if r.status == "completed" for k in r.metrics})
     if metric not in recorded:
-        raise SystemExit(f"error: --metric {metric}: no completed run has {metric}; recorded: "
-                         f"{', '.join(recorded) or 'nothing (no completed run)'}")
+        raise Refusal(f"error: --metric {metric}: no completed run has {metric}; recorded: "
+                      f"{', '.join(recorded) or 'nothing (no completed run)'}")
 
 
 def pooling_warning(runs: list[Run], by: list[str]) -> str | None:
@@ -270,8 +274,9 @@ def rank_and_test(groups: list[Group], metric: str, baseline: dict[str, str] | N
     if baseline:
         matches = [g for g in scored if all(_show(dict(g.values).get(k)) == v for k, v in baseline.items())]
         if len(matches) != 1:
-            raise SystemExit(f"error: --baseline {baseline} matches {len(matches)} groups; choose from: "
-                             + "; ".join(g.label for g in scored))
+            typed = ",".join(f"{key}={value}" for key, value in baseline.items())
+            raise Refusal(f"error: --baseline {typed} matches {len(matches)} groups; choose from: "
+                          + "; ".join(g.label for g in scored))
         base = matches[0]
     base.baseline = True
     tested = [g for g in scored if metric in g.stats]
@@ -566,94 +571,85 @@ def print_table(header: list[str], rows: list[list[str]], sentence: str, note: s
     console.print(sentence, soft_wrap=True)
 
 
-def log_to_wandb(project: str, header: list[str], rows: list[list[str]], files: list[Path]) -> None:
-    """The comparison table as a W&B table, and the report files as an artifact."""
-    import wandb
-
-    with wandb.init(project=project, job_type="compare") as run:
-        run.log({"comparison": wandb.Table(columns=header, data=rows)})
-        artifact = wandb.Artifact("comparison-report", type="report")
-        for path in files:
-            artifact.add_file(str(path))
-        run.log_artifact(artifact)
-
-
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="compare.py", description=__doc__)
-    parser.add_argument("paths", nargs="*", help="run dirs, multirun dirs or globs (quote globs)")
-    parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read runs from the W&B API instead of disk")
-    parser.add_argument("--group", help="with --wandb: only runs of this W&B group")
-    parser.add_argument("--by", help="comma-separated config keys to group by (default: every key that differs)")
-    parser.add_argument("--baseline", help="key=value[,key=value] picking the baseline group (default: the best group)")
-    parser.add_argument("--metric", help="the metric that ranks groups: any key of results.json's metrics (default: the "
-                        "test accuracy of the weights the runs compare, analysis.compared_weights: test/acc for the "
-                        "best checkpoint, final/test/acc for the last epoch)")
-    parser.add_argument("--direction", choices=("max", "min"),
-                        help="max: higher is better; min: lower is better (default: min for losses, ECE and gaps, "
-                             "else max)")
-    parser.add_argument("--out", help="where report.md, report.html and the plots go (default: the common parent of the runs)")
-    parser.add_argument("--log-wandb", metavar="PROJECT", help="also log the table and report to this W&B project")
-    args = parser.parse_args(argv)
-    if not args.paths and not args.wandb:
-        parser.error("give run dirs / multirun dirs / globs, or --wandb ENTITY/PROJECT")
-    return args
-
-
-def load_runs(args: argparse.Namespace) -> list[Run]:
+def load_runs(args) -> tuple[list[Run], list[str]]:
+    """The runs to compare, and one warning line (printed at once, and kept for the report) for each reason run dirs
+    were skipped, counting and naming them, and for each thing left out of a run's record."""
     if args.wandb:
-        return load_wandb_runs(args.wandb, args.group)
-    dirs = find_run_dirs(args.paths)
-    if not dirs:
-        raise SystemExit(f"error: no run dirs (with results.json) under {' '.join(args.paths)}")
-    return [load_local_run(d) for d in dirs]
-
-
-def default_out_dir(runs: list[Run]) -> Path:
-    """The deepest folder holding every run (a multirun dir), or the current dir for runs read from W&B."""
-    local = [Path(r.source) for r in runs if not r.source.startswith("wandb:")]
-    if not local:
-        return Path(".")
-    return Path(os.path.commonpath([p.parent for p in local])) if len(local) > 1 else local[0]
+        runs, skipped = read_wandb_runs(args.wandb, args.group, args.wandb_timeout), []
+        none = f"--wandb {args.wandb}: no runs" + (f" in group {args.group}" if args.group else "")
+    else:
+        runs, skipped = load_local_runs(find_run_dirs(args.paths))
+        none = f"no run dirs ({'none reads as a run record' if skipped else 'with results.json'}) under " \
+               f"{' '.join(args.paths)}"
+    warnings = skipped + note_lines(runs)
+    for warning in warnings:
+        print(warning, file=sys.stderr, flush=True)
+    if not runs:
+        raise Refusal(f"error: {none}")
+    return runs, warnings
 
 
 def main(argv: list[str] | None = None) -> Path:
-    """Build the report; returns the output dir."""
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    runs = load_runs(args)
+    """Build the report; returns the output dir. Bad input is one `error: …` line on stderr and exit code 2."""
+    try:
+        return build_report(parse_args(sys.argv[1:] if argv is None else argv, __doc__))
+    except Refusal as refusal:
+        print(refusal, file=sys.stderr, flush=True)
+        raise
+
+
+def build_report(args) -> Path:
+    """The report on the runs `args` names, in the folder `report_dir` picks; returns that folder."""
+    if args.log_wandb:
+        check_project(args.log_wandb)
+    runs, warnings = load_runs(args)
+    local = [Path(r.source) for r in runs if not r.source.startswith("wandb:")]
+    out = report_dir(args.out, local)
     refuse_mixed_data_sets(runs)
     metric = args.metric or compared_metric(runs)
     refuse_unrecorded_metric(runs, metric)
     if args.by:
-        by = [k.strip() for k in args.by.split(",")]
+        by = args.by
         refuse_unknown_keys(runs, by)
     else:
         by = varying_keys(runs)
     direction = args.direction or default_direction(metric)
-    baseline = dict(pair.split("=", 1) for pair in args.baseline.split(",")) if args.baseline else None
-    groups = rank_and_test(group_runs(runs, by, metric), metric, baseline, direction)
-    local = [Path(r.source) for r in runs if not r.source.startswith("wandb:")]
-    warnings = [w for w in [pooling_warning(runs, by) if args.by else None] if w]
-    warnings += unequal_seed_warnings(groups) + unfinished_sweep_warnings(sweep_dirs_of(args.paths or [], local))
-    for warning in warnings:
+    groups = rank_and_test(group_runs(runs, by, metric), metric, args.baseline, direction)
+    later = [w for w in [pooling_warning(runs, by) if args.by else None] if w]
+    later += unequal_seed_warnings(groups) + unfinished_sweep_warnings(sweep_dirs_of(args.paths, local))
+    for warning in later:
         print(warning, file=sys.stderr, flush=True)
     header, rows = table_rows(groups, metric)
     sentence = verdict(groups, metric, direction)
-    note = table_note(groups, baseline is not None)
-    out = Path(args.out or default_out_dir(runs))
+    note = table_note(groups, args.baseline is not None)
+    try:
+        files = write_report(groups, runs, by, metric, direction, header, rows, sentence, [note, *warnings, *later],
+                             out)
+    except OSError as err:  # a read-only or full disk, a file where a folder belongs
+        raise Refusal(f"error: cannot write the report into {out}: {one_line(err)}") from None
+    print_table(*table_rows(groups, metric, with_ci=False), sentence, note)
+    print(f"report: {(out / 'report.md').resolve()} and report.html", flush=True)
+    if args.log_wandb:
+        said = log_report(args.log_wandb, header, rows, files, out, args.wandb_timeout)
+        if said:
+            print(said, file=sys.stderr, flush=True)
+    return out
+
+
+def write_report(groups: list[Group], runs: list[Run], by: list[str], metric: str, direction: str,
+                 header: list[str], rows: list[list[str]], sentence: str, notes: list[str], out: Path) -> list[Path]:
+    """report.md, report.html and the figures in `out`, each written whole (a temp file, then a rename, which also
+    replaces a link there rather than the file it points to); returns the files written."""
     out.mkdir(parents=True, exist_ok=True)
     colors = figures.group_colors(groups)
     images = write_figures(groups, by, metric, direction, colors, out)
     runs_table = run_rows(runs, groups, by, metric, out.resolve())
     title = f"genlab comparison: {len(runs)} runs, grouped by {', '.join(by) or 'nothing (one group)'}"
-    notes = [note, *warnings]
     markdown = (f"# {title}\n\n{sentence}\n\n{to_markdown(header, rows)}\n\n" + "".join(f"{n}\n\n" for n in notes)
                 + "".join(f"## {FIGURES[p.stem][0]}\n\n{FIGURES[p.stem][1]}\n\n![{p.stem}]({p.name})\n\n"
                           for p in images)
                 + f"## Runs\n\n{runs_markdown(*runs_table)}\n")
-    (out / "report.md").write_text(markdown)
-    (out / "report.html").write_text(to_html(title, sentence, header, rows, images, notes, colors, runs_table))
-    print_table(*table_rows(groups, metric, with_ci=False), sentence, note)
-    print(f"report: {(out / 'report.md').resolve()} and report.html", flush=True)
-    if args.log_wandb:
-        log_to_wandb(args.log_wandb, header, rows, [out / "report.md", out / "report.html", *images])
-    return out
+    write_atomic(out / "report.md", markdown.encode())
+    page = to_html(title, sentence, header, rows, images, notes, colors, runs_table)
+    write_atomic(out / "report.html", page.encode())
+    return [out / "report.md", out / "report.html", *images]

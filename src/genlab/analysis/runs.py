@@ -1,17 +1,16 @@
 """Read finished runs, from run dirs on disk or from the W&B API, into one shape for the report."""
 from __future__ import annotations
 
-import csv
 import glob
 import json
-import math
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from genlab.analysis.run_files import (Unreadable, finite, is_number, printable, read_config, read_metrics_rows,
+                                       read_record, read_wandb_run_id)
 
 WANDB_RUN_ID_FILE = "wandb_run_id"  # written into the run dir by the pipeline when W&B logged the run
 
@@ -41,6 +40,7 @@ class Run:
     commit: str | None = None
     dirty: bool | None = None  # the commit had uncommitted changes on top
     wandb: WandbRef | None = None
+    notes: list[str] = field(default_factory=list)  # what was left out of the run's record, and why
 
     @property
     def seed(self) -> Any:
@@ -48,61 +48,102 @@ class Run:
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"a": {"b": 1}} -> {"a.b": 1}; lists become tuples so values can be grouped on."""
+    """{"a": {"b": 1}} -> {"a.b": 1}, every value one that runs can be grouped on (see `groupable`)."""
     flat: dict[str, Any] = {}
     for key, value in tree.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
             flat.update(flatten(value, f"{name}."))
         else:
-            flat[name] = tuple(value) if isinstance(value, list) else value
+            flat[name] = groupable(value)
     return flat
 
 
+def groupable(value: Any) -> Any:
+    """A config value made hashable: a list of plain values as a tuple, one holding mappings or lists (a custom
+    augmentation's `transforms`) as its JSON text, which the report shows the same way."""
+    if isinstance(value, list) and not any(isinstance(item, (list, dict, set)) for item in value):
+        return tuple(value)
+    if isinstance(value, (list, dict, set)):
+        return json.dumps(value, default=str)
+    return value
+
+
 def find_run_dirs(paths: list[str]) -> list[Path]:
-    """Run dirs (holding a readable results.json) named directly, found below multirun dirs, or matched by globs."""
+    """Run dirs named directly, found below multirun dirs, or matched by globs."""
     found: set[Path] = set()
     for pattern in paths:
-        matches = [Path(p) for p in glob.glob(pattern)] or [Path(pattern)]
-        for path in matches:
-            if (path / "results.json").is_file():
-                found.add(path.resolve())
-            elif path.is_dir():
-                found.update(r.parent.resolve() for r in path.rglob("results.json") if "wandb" not in r.parts)
-    return readable_run_dirs(sorted(found))
+        for path in [Path(p) for p in glob.glob(pattern)] or [Path(pattern)]:
+            found.update(run_dirs_under(path))
+    return sorted(found)
 
 
-def readable_run_dirs(run_dirs: list[Path]) -> list[Path]:
-    """The run dirs whose results.json reads as a record. The others (cut off by a kill or a full disk, as older
-    versions could leave it, or edited by hand) are skipped, and one line on stderr counts and names them."""
-    readable, skipped = [], []
+def is_run_dir(path: Path) -> bool:
+    # lexists: a results.json that is no regular file (a FIFO, a broken link) still marks a run dir, which the reader
+    # then names, rather than the dir going unseen
+    return os.path.lexists(path / "results.json")
+
+
+def run_dirs_under(path: Path) -> set[Path]:
+    """`path` when it is a run dir, else the run dirs below it. A symbolic link to a run dir counts (a study folder
+    of links to runs); links to other folders are not followed, since one to / would have the whole disk searched,
+    and one line names them."""
+    if is_run_dir(path):
+        return {path.resolve()}
+    found, unfollowed = set(), []
+    for folder, subdirs, _ in os.walk(path):
+        subdirs[:] = [name for name in subdirs if name != "wandb"]  # W&B keeps copies of results.json in its folders
+        for sub in (Path(folder) / name for name in subdirs):
+            if is_run_dir(sub):
+                found.add(sub.resolve())
+            elif sub.is_symlink():
+                unfollowed.append(printable(sub))
+    if unfollowed:
+        print(f"warning: not followed: {len(unfollowed)} symbolic link{'s' * (len(unfollowed) > 1)} to folders under "
+              f"{printable(path)} ({', '.join(unfollowed)}); name them, or a glob of them, to compare the runs there",
+              file=sys.stderr, flush=True)
+    return found
+
+
+def load_local_runs(run_dirs: list[Path]) -> tuple[list[Run], list[str]]:
+    """The run dirs that read as genlab's records, and one warning line per reason for those skipped, counting and
+    naming them (a results.json cut off by a kill, as older versions could leave it, a file edited by hand, a FIFO)."""
+    runs, skipped = [], {}
     for run_dir in run_dirs:
         try:
-            ok = isinstance(json.loads((run_dir / "results.json").read_text()), dict)
-        except (OSError, ValueError):  # ValueError: a JSONDecodeError, or bytes that are not UTF-8
-            ok = False
-        (readable if ok else skipped).append(run_dir)
-    if skipped:
-        print(f"warning: skipped {len(skipped)} run dir{'s' * (len(skipped) > 1)} whose results.json is cut off or not a "
-              f"JSON record: {', '.join(map(str, skipped))}", file=sys.stderr, flush=True)
-    return readable
+            runs.append(load_local_run(run_dir))
+        except Unreadable as why:
+            skipped.setdefault(str(why), []).append(run_dir)
+    lines = [f"warning: skipped {len(dirs)} run dir{'s' * (len(dirs) > 1)} whose {why}: "
+             f"{', '.join(map(printable, dirs))}" for why, dirs in skipped.items()]
+    return runs, lines
+
+
+def note_lines(runs: list[Run]) -> list[str]:
+    """One warning line per thing left out of a run's record."""
+    return [f"warning: run {printable(run.source)}: {note}" for run in runs for note in run.notes]
 
 
 def load_local_run(run_dir: Path) -> Run:
-    record = json.loads((run_dir / "results.json").read_text())
-    config_path = run_dir / "config.yaml"
-    config = flatten(yaml.safe_load(config_path.read_text()) or {}) if config_path.is_file() else {}
-    if "seed" not in config and record.get("seed") is not None:
-        config["seed"] = record["seed"]
-    metrics_csv = run_dir / "metrics.csv"
-    curves = []
-    if metrics_csv.is_file():
-        with open(metrics_csv, newline="") as rows:
-            curves = epoch_curves(list(csv.DictReader(rows)))
-    git = record.get("git") or {}
-    return Run(str(run_dir), config, _numbers(record.get("metrics", {})), record.get("status", "unknown"), curves,
-               per_class=_numbers(record.get("per_class_acc") or {}), commit=git.get("commit"), dirty=git.get("dirty"),
-               wandb=local_wandb_ref(run_dir, config))
+    """A run dir as the report sees it. Unreadable when results.json or config.yaml is not what genlab writes; a
+    NaN metric, a metrics.csv or a W&B run id that cannot be read leave out that part, with a note."""
+    record = read_record(run_dir)
+    config = flatten(read_config(run_dir))
+    if "seed" not in config and record.seed is not None:
+        config["seed"] = record.seed
+    notes = not_finite_notes("results.json's", list(record.not_finite))
+    try:
+        curves = epoch_curves(read_metrics_rows(run_dir))
+    except Unreadable as why:
+        curves = []
+        notes.append(f"{why}: its learning curves are left out")
+    try:
+        wandb = local_wandb_ref(run_dir, config)
+    except Unreadable as why:
+        wandb = None
+        notes.append(f"{why}: its W&B record is unknown")
+    return Run(str(run_dir), config, record.metrics, record.status, curves, per_class=record.per_class,
+               commit=record.commit, dirty=record.dirty, wandb=wandb, notes=notes)
 
 
 def local_wandb_ref(run_dir: Path, config: dict[str, Any]) -> WandbRef | None:
@@ -113,13 +154,13 @@ def local_wandb_ref(run_dir: Path, config: dict[str, Any]) -> WandbRef | None:
     (logger.wandb.entity: null means the account's default entity, which the run dir does not record).
     """
     id_file = run_dir / WANDB_RUN_ID_FILE
-    if not id_file.is_file():
+    if not os.path.lexists(id_file):
         return None
-    run_id = id_file.read_text().strip()
+    run_id = read_wandb_run_id(id_file)
     project, entity = config.get("logger.wandb.project"), config.get("logger.wandb.entity")
     save_dir = Path(str(config.get("logger.wandb.save_dir") or run_dir)) / "wandb"
     # run-<time>-<id> or offline-run-<time>-<id>; a resumed run may have both, and the newest one says where it is
-    folders = sorted(save_dir.glob(f"*run-*-{run_id}"), key=lambda p: p.name.split("run-", 1)[1])
+    folders = sorted(save_dir.glob(f"*run-*-{glob.escape(run_id)}"), key=lambda p: p.name.split("run-", 1)[1])
     latest = folders[-1] if folders else None
     if latest is not None and latest.name.startswith("offline-") and not any(latest.glob("*.wandb.synced")):
         return WandbRef(run_id, project, sync_dir=str(latest))
@@ -144,7 +185,8 @@ def epoch_curves(rows: list[dict[str, str]]) -> list[dict[str, float]]:
 
 
 def load_wandb_runs(entity_project: str, group: str | None = None, api=None) -> list[Run]:
-    """The same records from the W&B API: config, summary metrics and per-epoch history of each run."""
+    """The same records from the W&B API: config, summary metrics and per-epoch history of each run. A summary and a
+    history also hold media, tables and text, which are no metrics; a NaN or infinite number is left out with a note."""
     if api is None:
         import wandb
 
@@ -152,19 +194,20 @@ def load_wandb_runs(entity_project: str, group: str | None = None, api=None) -> 
     filters = {"group": group} if group else {}
     runs = []
     for remote in api.runs(entity_project, filters=filters):
-        summary = {k: v for k, v in dict(remote.summary).items() if not k.startswith("_")}
+        summary = {k: finite(v) for k, v in dict(remote.summary).items() if not k.startswith("_") and is_number(v)}
+        metrics = {k: v for k, v in summary.items() if v is not None}
+        notes = not_finite_notes("its W&B summary's", [k for k, v in summary.items() if v is None])
         status = "completed" if remote.state == "finished" else remote.state
-        history = [row for row in remote.history(pandas=False) if row.get("epoch") is not None]
-        curves = epoch_curves([{k: "" if v is None else str(v) for k, v in row.items()} for row in history])
+        history = [{k: str(v) for k, v in row.items() if is_number(v)} for row in remote.history(pandas=False)]
+        curves = epoch_curves([row for row in history if finite(float(row.get("epoch", "nan"))) is not None])
         ref = WandbRef(remote.id, entity_project.split("/")[-1], url=getattr(remote, "url", None))
-        runs.append(Run(f"wandb:{entity_project}/{remote.id}", flatten(dict(remote.config)), _numbers(summary), status,
-                        curves, wandb=ref))
+        runs.append(Run(f"wandb:{entity_project}/{remote.id}", flatten(dict(remote.config)), metrics, status, curves,
+                        wandb=ref, notes=notes))
     return runs
 
 
-def _numbers(values: dict[str, Any]) -> dict[str, float]:
-    out = {}
-    for key, value in values.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            out[key] = float(value)
-    return out
+def not_finite_notes(where: str, keys: list[str]) -> list[str]:
+    if not keys:
+        return []
+    return [f"{where} metrics {', '.join(keys)} {'are' if len(keys) > 1 else 'is'} NaN or infinite: left out of its "
+            "metrics"]

@@ -1,0 +1,122 @@
+"""compare.py's command line, checked before anything is read or written: its options, the paths it names, and the
+folder the report goes to (never a run dir, a folder inside one or a filesystem root, never a file)."""
+from __future__ import annotations
+
+import argparse
+import glob
+import math
+import os
+from pathlib import Path
+from typing import NoReturn
+
+# logger.wandb.init_timeout's default (conf/logger/wandb.yaml; W&B's own wait is 90 s): compare.py runs outside Hydra
+WANDB_TIMEOUT_S = 10.0
+
+
+class Refusal(SystemExit):
+    """Bad input to compare.py: one `error: …` line on stderr (report.main prints it) and exit code 2, as train.py and
+    eval.py answer bad input. Its str is the line, so a caller (or a test) reads why."""
+
+    def __init__(self, message: str):
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's own answer to a wrong option (usage, then the error) in one line too."""
+
+    def error(self, message: str) -> NoReturn:
+        raise Refusal(f"error: {message} (see python compare.py --help)")
+
+
+def key_values(text: str) -> dict[str, str]:
+    """--baseline: key=value[,key=value], each key once."""
+    pairs = [pair.partition("=") for pair in text.split(",")]
+    keys = [key.strip() for key, _, _ in pairs]
+    if not all(key and equals for key, (_, equals, _) in zip(keys, pairs)) or len(set(keys)) < len(keys):
+        raise argparse.ArgumentTypeError(f"got {text!r}, expected key=value[,key=value] with each key once "
+                                         "(e.g. regularization.name=none)")
+    return {key: value for key, (_, _, value) in zip(keys, pairs)}
+
+
+def key_list(text: str) -> list[str]:
+    """--by: comma-separated config keys."""
+    keys = [key.strip() for key in text.split(",")]
+    if not all(keys):
+        raise argparse.ArgumentTypeError(f"got {text!r}, expected comma-separated config keys (e.g. "
+                                         "regularization.name,data.train_fraction)")
+    return keys
+
+
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"got {text!r}, expected seconds > 0")
+    return value
+
+
+def parse_args(argv: list[str], description: str | None = None) -> argparse.Namespace:
+    parser = OneLineParser(prog="compare.py", description=description)
+    parser.add_argument("paths", nargs="*", help="run dirs, multirun dirs or globs (quote globs)")
+    parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read runs from the W&B API instead of disk")
+    parser.add_argument("--group", help="with --wandb: only runs of this W&B group")
+    parser.add_argument("--by", type=key_list,
+                        help="comma-separated config keys to group by (default: every key that differs)")
+    parser.add_argument("--baseline", type=key_values,
+                        help="key=value[,key=value] picking the baseline group (default: the best group)")
+    parser.add_argument("--metric", help="the metric that ranks groups: any key of results.json's metrics (default: "
+                        "the test accuracy of the weights the runs compare, analysis.compared_weights: test/acc for "
+                        "the best checkpoint, final/test/acc for the last epoch)")
+    parser.add_argument("--direction", choices=("max", "min"),
+                        help="max: higher is better; min: lower is better (default: min for losses, ECE and gaps, "
+                             "else max)")
+    parser.add_argument("--out", help="where report.md, report.html and the plots go (default: the common parent of "
+                        "the runs; never a run dir or a filesystem root)")
+    parser.add_argument("--log-wandb", metavar="PROJECT", help="also log the table and report to this W&B project "
+                        "(offline, under --out, when W&B cannot start online)")
+    parser.add_argument("--wandb-timeout", type=seconds, default=WANDB_TIMEOUT_S, metavar="SECONDS",
+                        help=f"how long --wandb and --log-wandb wait for the W&B server (default: {WANDB_TIMEOUT_S:g}, "
+                             "as logger.wandb.init_timeout)")
+    args = parser.parse_args(argv)
+    if bool(args.paths) == bool(args.wandb):
+        parser.error("give run dirs / multirun dirs / globs, or --wandb ENTITY/PROJECT" +
+                     (", not both" if args.paths else ""))
+    if args.group and not args.wandb:
+        parser.error("--group picks the runs of a W&B group: it goes with --wandb ENTITY/PROJECT")
+    for path in args.paths:
+        if not glob.glob(path) and not os.path.lexists(path):
+            raise Refusal(f"error: {path}: no such file or directory, and no path matches it")
+    return args
+
+
+def report_dir(out: str | None, run_dirs: list[Path]) -> Path:
+    """The folder the report goes to: --out, else the deepest folder holding every run (a multirun dir), or the
+    current dir for runs read from W&B. A run dir belongs to its run and a filesystem root to everyone: the report
+    goes into neither, nor into a folder inside a run dir, and a file in its way is refused."""
+    folder = Path(out) if out else common_folder(run_dirs)
+    where = f"--out {out}" if out else f"the report's default folder {folder} (the runs' common folder)"
+    resolved = folder.resolve()
+    if resolved.exists() and not resolved.is_dir():
+        raise Refusal(f"error: {where} is a file; give a folder for report.md, report.html and the figures")
+    if resolved == Path(resolved.anchor) or os.path.ismount(resolved):
+        raise Refusal(f"error: {where} is a filesystem root ({resolved}); give --out <folder> for the report")
+    compared = set(run_dirs)
+    run_dir = next((d for d in (resolved, *resolved.parents) if d in compared or os.path.lexists(d / "results.json")),
+                   None)
+    if run_dir is not None:
+        what = "is a run dir" if run_dir == resolved else f"is inside run dir {run_dir}"
+        raise Refusal(f"error: {where} {what}, and a run dir belongs to its run; give --out <a folder outside every "
+                      "run dir> for the report")
+    return folder
+
+
+def common_folder(run_dirs: list[Path]) -> Path:
+    if not run_dirs:
+        return Path(".")
+    return Path(os.path.commonpath([p.parent for p in run_dirs])) if len(run_dirs) > 1 else run_dirs[0]
