@@ -32,7 +32,7 @@ STUDIES = {
 QUICK = {"default_5_seeds": ["seed=1,2", "trainer.max_epochs=2"],
          "regularization_ablation_smoke": ["experiment=regularization_ablation_smoke", "trainer.max_epochs=2"]}
 LAUNCHERS = {"basic": [], "parallel": ["hydra/launcher=parallel"],
-             "submitit_local": ["hydra/launcher=submitit_local", f"hydra.launcher.cpus_per_task=1"]}
+             "submitit_local": ["hydra/launcher=submitit_local", "hydra.launcher.cpus_per_task=1"]}
 
 
 def timed_sweep(study: list[str], launcher: str, sweep_dir: Path) -> tuple[float, list[dict]]:

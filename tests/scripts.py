@@ -174,3 +174,16 @@ def run_script(*command: str, cwd: Path, env: dict[str, str] | None = None, time
     if check:
         result.check_returncode()
     return result
+
+
+def processes_in_session(session: int) -> list[int]:
+    """The live processes of a session (a script started with start_new_session=True and all it started), by /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getsid(int(entry.name)) == session:
+                    found.append(int(entry.name))
+            except OSError:  # gone meanwhile
+                pass
+    return found

@@ -5,7 +5,6 @@ W&B locks the keys the sweep set (issue 21)."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 import yaml

@@ -28,7 +28,7 @@ from genlab.sweep import Plan, progress_line
 from genlab.threads import STUDY_THREADS_ENV, torch_threads
 
 from conftest import FAST, REPO, compose_config
-from scripts import ScriptProcess, run_script, start_script
+from scripts import ScriptProcess, processes_in_session, run_script, start_script
 
 ENV = {**os.environ, "WANDB_MODE": "offline", "NO_ALBUMENTATIONS_UPDATE": "1", "OMP_NUM_THREADS": "1"}
 QUIET = ["logger=csv", "analysis.robustness=false", "analysis.confusion_matrix=false", "augmentation.preview_images=0",
@@ -41,18 +41,6 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 def epochs_in_csv(run_dir: Path) -> list[int]:
     return [int(row["epoch"]) for row in csv.DictReader(open(run_dir / "metrics.csv")) if row.get("val/loss")]
-
-
-def processes_in_session(session: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.getsid(int(entry.name)) == session:
-                    found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
 
 
 def stop_when(process: ScriptProcess, ready: Path, signum: int, to_group: bool) -> str:

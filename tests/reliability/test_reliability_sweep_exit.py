@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts import ScriptProcess, start_script
+from scripts import ScriptProcess, processes_in_session, start_script
 
 ENV = {**os.environ, "WANDB_MODE": "offline", "NO_ALBUMENTATIONS_UPDATE": "1", "OMP_NUM_THREADS": "1"}
 
@@ -38,18 +38,6 @@ def test_a_sweep_with_a_failed_job_exits_1_and_says_how_many_jobs_failed(tmp_pat
     summary = (sweep_dir / "sweep_summary.md").read_text()
     assert "| 1 | `scheduler.gamma=1000000.0` | failed |" in summary
     assert "python train.py debug=limit" in summary and "scheduler.gamma=0.5" in summary  # the best job's re-run
-
-
-def processes_in_session(session: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.getsid(int(entry.name)) == session:
-                    found.append(int(entry.name))
-            except OSError:  # gone meanwhile
-                pass
-    return found
 
 
 @pytest.mark.slow
