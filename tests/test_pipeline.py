@@ -102,6 +102,25 @@ def test_wandb_runs_are_named_by_their_overrides_and_grouped_by_study_and_sweep(
     assert wandb_identity(job("RunMode.RUN", []), "train") == WandbIdentity("train")  # single runs: no group
     assert wandb_identity(job("RunMode.RUN", ["model=resnet"]), "train").name == "model=resnet"
     assert wandb_identity(None, "train") == WandbIdentity()
+    # logging and display settings never name or tag a run
+    assert wandb_identity(job("RunMode.RUN", ["model=resnet", "logger.wandb.project=study", "tags=[a]",
+                                              "trainer.enable_progress_bar=false"]), "train").name == "model=resnet"
+
+
+def test_a_sweeps_jobs_are_named_and_tagged_by_what_tells_them_apart(tmp_path):
+    """Values every job of the sweep shares (trainer.max_epochs=2, analysis.robustness=False) are in no name or tag:
+    the sweep's plan says which values vary."""
+    from omegaconf import OmegaConf
+
+    from genlab.sweep import Plan
+    from genlab.training.loggers import wandb_identity
+
+    shared = ["trainer.max_epochs=2", "analysis.robustness=False", "logger.wandb.group=baseline"]
+    Plan(4, [[f"regularization={r}", f"seed={s}", *shared] for r in ("none", "l2") for s in (1, 2)]).write(tmp_path)
+    job = OmegaConf.create({"mode": "RunMode.MULTIRUN", "runtime": {"output_dir": str(tmp_path / "2"), "choices": {}},
+                            "overrides": {"task": ["regularization=l2", "seed=1", *shared]}})
+    identity = wandb_identity(job, "ablation")
+    assert identity.name == "regularization=l2,seed=1" and identity.tags == ("regularization=l2",)
 
 
 def test_wandb_failing_at_init_falls_back_to_offline(make_cfg, monkeypatch, capsys):
@@ -156,6 +175,28 @@ def test_non_finite_loss_marks_the_run_failed_and_keeps_the_last_good_checkpoint
     assert record["status"] == "failed" and "train/loss is" in record["error"] and record["metrics"] == {}
     state = torch.load(record["last_checkpoint"], map_location="cpu", weights_only=False)["state_dict"]
     assert state and all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())
+
+
+def test_a_failed_run_ends_its_wandb_run_failed(make_cfg):
+    """A run whose loss turns NaN must not look finished on the dashboard: exit code 1, status in the summary."""
+    from genlab.errors import RunFailed
+    from wandb_records import wandb_records
+
+    cfg = make_cfg("logger=wandb", "optimizer=sgd", "scheduler=step", "scheduler.step_size=1", "scheduler.gamma=1e6",
+                   "trainer.max_epochs=3")
+    with pytest.raises(RunFailed):
+        run(cfg)
+    records = wandb_records(Path(cfg.paths.output_dir))
+    (exit_record,) = [r.exit for r in records if r.WhichOneof("record_type") == "exit"]
+    statuses = [json.loads(item.value_json) for r in records if r.WhichOneof("record_type") == "summary"
+                for item in r.summary.update if item.key == "status"]
+    assert exit_record.exit_code == 1 and statuses == ["failed"]
+
+
+def test_a_fast_dev_run_opens_no_wandb_run(make_cfg):
+    cfg = make_cfg("logger=default", "++trainer.fast_dev_run=true")
+    run(cfg)
+    assert not (Path(cfg.paths.output_dir) / "wandb").exists()
 
 
 def test_unwritable_output_dir_is_rejected_before_training(make_cfg, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -28,12 +29,18 @@ def csv_values(run_dir: Path, key: str) -> list[float]:
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     """Digits for 3 epochs with the best checkpoint chosen by the *highest* val loss, so the best is an early epoch
-    and last.ckpt must not follow it; val_size 0.3 where eval.py's default is 0.1; W&B offline beside the CSV."""
+    and last.ckpt must not follow it; val_size 0.3 where eval.py's default is 0.1; W&B offline beside the CSV, logging
+    the tested checkpoints (staged by W&B in the test's own data dir)."""
     run_dir = tmp_path_factory.mktemp("record") / "run"
     cfg = compose_config([*FAST, "logger=default", "trainer.max_epochs=3", "callbacks.model_checkpoint.mode=max",
                           "data.val_size=0.3", "analysis.corruptions=[contrast]", "analysis.severities=[1]",
-                          "analysis.confusion_matrix=true"], run_dir)
-    metrics = run(cfg)
+                          "analysis.confusion_matrix=true", "logger.wandb.log_model=true"], run_dir)
+    before = os.environ.get("WANDB_DATA_DIR")
+    os.environ["WANDB_DATA_DIR"] = str(run_dir.parent / "wandb-data")
+    try:
+        metrics = run(cfg)
+    finally:
+        os.environ.pop("WANDB_DATA_DIR") if before is None else os.environ.__setitem__("WANDB_DATA_DIR", before)
     return run_dir, metrics, json.loads((run_dir / "results.json").read_text())
 
 
@@ -142,3 +149,29 @@ def test_every_metric_a_callback_may_monitor_is_logged_every_epoch(finished_run)
     for name in monitorable_metrics(10):
         epochs = {int(row["epoch"]) for row in rows if row.get(name)}
         assert set(range(record["epochs"])) <= epochs, name  # (the test passes log train_eval/* once more, at the end)
+
+
+def test_wandb_keeps_the_tested_checkpoints_and_the_runs_facts_offline(finished_run):
+    """logger.wandb.log_model=true offline (Lightning refuses it before training): the best and the last checkpoint as
+    versions of the run's model artifact, each with the epoch and score results.json says were tested on it; and the
+    parameter count (lightning-hydra-template's names), FLOPs, data sizes, tested epochs and threads in the summary."""
+    run_dir, _, record = finished_run
+    records = wandb_records(run_dir)
+    models = [r.artifact for r in records if r.WhichOneof("record_type") == "artifact" and r.artifact.type == "model"]
+    by_alias = {alias: json.loads(a.metadata) for a in models for alias in a.aliases if alias in ("best", "last")}
+    best, last = record["tested"]["test"], record["tested"]["final"]
+    assert by_alias["best"]["epoch"] == best["epoch"] and by_alias["best"]["score"] == pytest.approx(best["score"])
+    assert by_alias["best"]["file"] == Path(record["best_checkpoint"]).name and by_alias["best"]["status"] == "completed"
+    assert by_alias["last"] == {"status": "completed", "file": "last.ckpt", **last}
+    assert best["epoch"] < last["epoch"] == 2  # two checkpoints, two versions
+    summary = {}
+    for r in records:
+        if r.WhichOneof("record_type") == "summary":
+            summary.update({item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in r.summary.update})
+    params = record["model"]["params"]
+    assert summary["model/params/total"] == params == summary["model/params/trainable"]
+    assert summary["model/params/non_trainable"] == 0 and summary["model/flops"] == record["model"]["flops"]
+    assert summary["data/train_size"] == record["data"]["train_size"] and summary["tested/test_epoch"] == best["epoch"]
+    assert summary["torch_threads"] == record["torch_threads"]["threads"] and summary["status"] == "completed"
+    (exit_record,) = [r.exit for r in records if r.WhichOneof("record_type") == "exit"]
+    assert exit_record.exit_code == 0

@@ -416,5 +416,8 @@ def validate_loggers(loggers: DictConfig) -> None:
         entity = spec.get("entity")
         require(f"logger.{key}.entity", entity, entity is None or (isinstance(entity, str) and WANDB_ENTITY.fullmatch(entity)),
                 "null (your default entity) or a W&B user or team name: letters, digits, '_', '-' and '.'")
+        log_model = spec.get("log_model", False)
+        require(f"logger.{key}.log_model", log_model, isinstance(log_model, bool) or log_model in ("all", "best"),
+                "false, best (the tested best checkpoint), true (best and last) or all (every checkpoint kept)")
         timeout = spec.get("init_timeout", 10)
         require(f"logger.{key}.init_timeout", timeout, _is_number(timeout) and timeout > 0, "seconds > 0")

@@ -30,7 +30,7 @@ from genlab.models import count_flops, count_parameters
 from genlab.records import SCHEMA_VERSION, git_state, package_versions, write_json_atomic
 from genlab.summary import print_summary
 from genlab.threads import use_torch_threads
-from genlab.resume import (check_checkpoint_fits, checkpoint_to_resume, kept_record, lock_run_dir, release_run_dir,
+from genlab.resume import (CHECKPOINT_DIR, check_checkpoint_fits, checkpoint_to_resume, kept_record, lock_run_dir, release_run_dir,
                            resume_command, start_accepted, undo_refused_start)
 from genlab.training.checkpoints import checkpoint_globals, read_checkpoint, save_and_load_checkpoints_safely
 from genlab.training.ddp import isolated_distributed_job, launch_ddp_workers_as_this_job
@@ -125,9 +125,11 @@ def training_data_spec(cfg: DictConfig, datamodule: ImageDataModule) -> dict[str
 
 
 def model_record(module: ImageClassifier) -> dict[str, Any]:
-    """The run record's model entry: family, size, and FLOPs of one forward pass on one image of the data set."""
+    """The run record's model entry: family, size (all and trainable parameters), and FLOPs of one forward pass on one
+    image of the data set."""
     spec = module.hparams.model
     return {"name": spec["name"], "params": count_parameters(module.net),
+            "trainable": sum(p.numel() for p in module.net.parameters() if p.requires_grad),
             "flops": count_flops(module.net, spec["in_channels"], spec["image_size"])}
 
 
@@ -151,11 +153,11 @@ def data_record(datamodule: ImageDataModule) -> dict[str, Any]:
             "strategy": datamodule.plan_record}
 
 
-def instantiate_enabled(section: DictConfig | None, **overrides: Any) -> list[Any]:
-    """Instantiate every `_target_` entry of a config section whose `enabled` flag is not false."""
+def instantiate_enabled(section: DictConfig | None, skipped: set[str] = frozenset(), **overrides: Any) -> list[Any]:
+    """Instantiate every `_target_` entry of a config section whose `enabled` flag is not false, `skipped` keys aside."""
     objects = []
     for key, spec in (section or {}).items():
-        if spec is None or "_target_" not in spec or not spec.get("enabled", True):
+        if spec is None or "_target_" not in spec or not spec.get("enabled", True) or key in skipped:
             continue
         kwargs = {k: v for k, v in OmegaConf.to_container(spec, resolve=True).items() if k != "enabled"}
         objects.append(instantiate(kwargs, **overrides.get(key, {})))
@@ -163,19 +165,23 @@ def instantiate_enabled(section: DictConfig | None, **overrides: Any) -> list[An
 
 
 def build_loggers(section: DictConfig | None, task_name: str, resumed: bool = False,
-                  wandb_id: str | None = None) -> list[Any]:
+                  wandb_id: str | None = None, smoke_check: bool = False) -> list[Any]:
     """Instantiate the loggers; W&B goes offline without credentials, is named by the run's overrides and grouped by
-    sweep in a multirun, and continues run `wandb_id` when a run is `resumed`; metrics.csv is appended to then."""
+    sweep in a multirun, and continues run `wandb_id` when a run is `resumed`; metrics.csv is appended to then. A
+    `smoke_check` (trainer.fast_dev_run) never opens a W&B run: it would be a dashboard entry without metrics."""
     identity = wandb_identity(current_hydra_config(), task_name)
     settings = {}
+    skipped = set()
     for key, spec in (section or {}).items():
-        if spec and spec.get("_target_") == WANDB_LOGGER:
+        if smoke_check and spec and spec.get("_target_") == WANDB_LOGGER:
+            skipped.add(key)
+        elif spec and spec.get("_target_") == WANDB_LOGGER:
             settings[key] = {"offline": wandb_should_run_offline(), "name": spec.get("name") or identity.name,
                              "group": spec.get("group") or identity.group,
                              "tags": [*(spec.get("tags") or []), *identity.tags], "id": wandb_id}
         elif spec and spec.get("_target_") == CSV_LOGGER:
             settings[key] = {"append": resumed}
-    return instantiate_enabled(section, **settings)
+    return instantiate_enabled(section, skipped, **settings)
 
 
 def build_callbacks(section: DictConfig | None, have_loggers: bool) -> list[L.Callback]:
@@ -357,7 +363,7 @@ def _run(cfg: DictConfig) -> dict[str, float]:
                                                   start.resume_from, start.record, start.t0)
         sync_hints = offline_sync_hints(loggers) if trainer.is_global_zero else []
     finally:
-        finish_wandb(loggers)
+        finish_wandb(loggers, start.record.get("status", "crashed"))
     if trainer.is_global_zero:
         print_summary("Run summary", metrics, start.record["model"], start.record["wall_time_s"], run_dir, sync_hints,
                       start.record["tested"], start.record["torch_threads"])
@@ -404,7 +410,8 @@ def start_run(cfg: DictConfig) -> RunStart:
     start_accepted()
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     loggers = build_loggers(cfg.get("logger"), cfg.task_name, resume_from is not None,
-                            resumed_wandb_id(run_dir) if resume_from else None)
+                            resumed_wandb_id(run_dir) if resume_from else None,
+                            smoke_check=str(cfg.trainer.get("fast_dev_run", False)).lower() not in ("false", "0"))
     trainer = build_trainer(cfg, loggers, build_callbacks(cfg.get("callbacks"), bool(loggers)))
     save_and_load_checkpoints_safely(trainer)
     for logger in loggers:
@@ -440,6 +447,45 @@ def write_run_record(trainer: L.Trainer, run_dir: Path, loggers: list[Any], reco
         write_json_atomic(run_dir / "results.json", record)
         for logger in wandb_loggers(loggers):
             logger.save_files([run_dir / name for name in RUN_FILES_FOR_WANDB])
+            logger.log_run_facts(run_facts(record))
+            logger.log_tested_checkpoints(checkpoints_to_log(logger.checkpoints_to_log, record, run_dir))
+
+
+def run_facts(record: dict[str, Any]) -> dict[str, Any]:
+    """What a dashboard groups and filters runs on beside their metrics, from the run record (lightning-hydra-template's
+    names for the parameter counts)."""
+    facts = {"model/params/total": record["model"]["params"], "model/params/trainable": record["model"]["trainable"],
+             "model/params/non_trainable": record["model"]["params"] - record["model"]["trainable"],
+             "model/flops": record["model"]["flops"], "torch_threads": record["torch_threads"]["threads"],
+             **{f"data/{split}_size": record["data"][f"{split}_size"] for split in ("train", "val", "test")}}
+    for name, tested in (record.get("tested") or {}).items():
+        facts[f"tested/{name}_epoch"] = tested["epoch"]
+    return facts
+
+
+def checkpoints_to_log(policy: bool | str, record: dict[str, Any], run_dir: Path) -> list[tuple[Path, list[str], dict]]:
+    """logger.wandb.log_model's checkpoints, each with its aliases and metadata (what was tested on it, the run's
+    status): `best` the tested best checkpoint, `true` it and last.ckpt, `all` every checkpoint the run kept."""
+    if not policy:
+        return []
+    folder = run_dir / CHECKPOINT_DIR
+    tested = record.get("tested") or {}
+    best = record.get("best_checkpoint")
+    chosen: dict[Path, list[str]] = {}
+    if best:
+        chosen.setdefault(Path(best), []).append("best")
+    if policy is True or policy == "all":
+        if (folder / "last.ckpt").is_file():
+            chosen.setdefault(folder / "last.ckpt", []).append("last")
+    if policy == "all":
+        for path in sorted(folder.glob("*.ckpt")):
+            chosen.setdefault(path, [])
+    status = record.get("status")
+    logged = []
+    for path, aliases in chosen.items():
+        weights = tested.get("test" if "best" in aliases else "final", {}) if aliases else {}
+        logged.append((path, aliases, {"status": status, "file": path.name, **weights}))
+    return logged
 
 
 def fit_and_record(cfg: DictConfig, trainer: L.Trainer, module: ImageClassifier, datamodule: ImageDataModule,

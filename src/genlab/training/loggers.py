@@ -65,8 +65,11 @@ class ResilientWandbLogger(WandbLogger):
     switched off for the rest of the run. metrics.csv keeps everything either way.
     """
 
-    def __init__(self, *args: Any, init_timeout: float = 10, **kwargs: Any):
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args: Any, init_timeout: float = 10, log_model: bool | str = False, **kwargs: Any):
+        # Checkpoints are logged by genlab at the end of the run (log_tested_checkpoints), with the tested epoch and
+        # score, offline too: Lightning's own log_model refuses offline runs before training starts.
+        super().__init__(*args, log_model=False, **kwargs)
+        self.checkpoints_to_log = log_model
         self._broken = False
         # How long wandb.init may wait for the server before the run goes offline (W&B's own default, 90 s, stalls a
         # run with a key but no network for a minute and a half).
@@ -160,6 +163,27 @@ class ResilientWandbLogger(WandbLogger):
             self.log_table("per_class_acc", columns=["class", "accuracy"], data=[list(row) for row in zip(class_names, accuracy)])
             plot = wandb.plot.confusion_matrix(y_true=labels, preds=predictions, class_names=class_names)
             self.experiment.log({"confusion_matrix_plot": plot})
+
+        self._guarded(log)
+
+    def log_run_facts(self, facts: dict[str, Any]) -> None:
+        """Numbers about the run a dashboard groups and filters on (parameters, FLOPs, data sizes, tested epochs,
+        threads), in the run's summary."""
+        def log() -> None:
+            self.experiment.summary.update(facts)
+
+        self._guarded(log)
+
+    def log_tested_checkpoints(self, checkpoints: list[tuple[Path, list[str], dict[str, Any]]]) -> None:
+        """The checkpoints `logger.wandb.log_model` asks for, as versions of the run's model artifact, each with its
+        aliases (best, last) and what was tested on it; offline, W&B keeps them for `wandb sync`."""
+        def log() -> None:
+            import wandb
+
+            for path, aliases, metadata in checkpoints:
+                artifact = wandb.Artifact(name=f"model-{self.experiment.id}", type="model", metadata=metadata)
+                artifact.add_file(str(path), name="model.ckpt")
+                self.experiment.log_artifact(artifact, aliases=aliases)
 
         self._guarded(log)
 
@@ -324,22 +348,38 @@ class WandbIdentity:
     tags: tuple[str, ...] = ()
 
 
+# Overrides that change how a run is shown, logged or continued, not what it trains: never in a W&B name or tag.
+DISPLAY_KEYS = ("logger", "callbacks.rich_progress_bar", "trainer.enable_progress_bar", "hydra", "paths", "tags",
+                "task_name", "ckpt_path", "resume", "resume_dir", "retry_failed")
+
+
+def shows_only(override: str) -> bool:
+    key = override.lstrip("+~").split("=", 1)[0].split("/", 1)[0]
+    return any(key == k or key.startswith(f"{k}.") for k in DISPLAY_KEYS)
+
+
 def wandb_identity(hydra_cfg, task_name: str) -> WandbIdentity:
     """Names a person can read: the run is named by its overrides (`regularization=dropout,seed=2`, or the task when
-    it has none); the jobs of a multirun are grouped as `<experiment or task>/<sweep dir>` and tagged with their
-    overrides, seed aside.
+    it has none), those that only say how it is shown or logged aside; the jobs of a multirun are named by what tells
+    them apart (the swept values, from the sweep's plan), grouped as `<experiment or task>/<sweep dir>` and tagged with
+    those values, seed aside.
 
     The group comes from the job's own output dir (<sweep dir>/<job>), which is resolved per job under every launcher.
     """
     if hydra_cfg is None:
         return WandbIdentity()
-    overrides = [o for o in hydra_cfg.overrides.task if not o.startswith("hydra.")]
-    name = (",".join(overrides) or task_name)[:WANDB_NAME_MAX]
+    overrides = [o for o in hydra_cfg.overrides.task if not shows_only(o)]
     if str(hydra_cfg.mode) != "RunMode.MULTIRUN":
-        return WandbIdentity(name)
+        return WandbIdentity((",".join(overrides) or task_name)[:WANDB_NAME_MAX])
+    from genlab.sweep import Plan, job_identity, only, swept_keys
+
+    sweep_dir = Path(hydra_cfg.runtime.output_dir).parent
+    plan = Plan.read(sweep_dir)
+    if plan is not None and plan.jobs and len(plan.jobs) > 1:
+        overrides = only(overrides, swept_keys([job_identity(job) for job in plan.jobs]))
     study = hydra_cfg.runtime.choices.get("experiment") or task_name
-    group = f"{study}/{Path(hydra_cfg.runtime.output_dir).parent.name}"
-    return WandbIdentity(name, group, tuple(o[:WANDB_TAG_MAX] for o in overrides if not o.startswith("seed=")))
+    return WandbIdentity((",".join(overrides) or task_name)[:WANDB_NAME_MAX], f"{study}/{sweep_dir.name}",
+                         tuple(o[:WANDB_TAG_MAX] for o in overrides if not o.startswith("seed=")))
 
 
 def remember_wandb_run(loggers: list, run_dir: Path) -> None:
@@ -366,12 +406,14 @@ def offline_sync_hints(loggers: list) -> list[str]:
             for lg in loggers if isinstance(lg, ResilientWandbLogger) and lg.offline and not lg._broken]
 
 
-def finish_wandb(loggers: list) -> None:
-    """Close W&B runs so the next job of a multirun starts its own run instead of appending to this one."""
+def finish_wandb(loggers: list, status: str = "completed") -> None:
+    """Close W&B runs, so the next job of a multirun starts its own run, with the run's status in the summary and an
+    exit code that says whether it completed (W&B marks a run with a non-zero exit code failed or crashed)."""
     for logger in loggers:
         if isinstance(logger, WandbLogger) and logger._experiment is not None:
             try:
-                logger._experiment.finish()
+                logger._experiment.summary["status"] = status
+                logger._experiment.finish(exit_code=0 if status == "completed" else 1)
             except Exception as err:  # the dashboard must not fail a finished run
                 warn_in_one_line(f"W&B did not finish cleanly ({one_line(err)}); sync the run dir later with `wandb sync`.")
 
