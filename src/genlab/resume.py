@@ -11,7 +11,7 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from omegaconf import OmegaConf
 
@@ -73,8 +73,10 @@ def choose_run_dir(log_dir: str, task_name: str, resume: Any, ckpt_path: Any, re
     check_task_name(task_name, log_dir)
     runs = Path(log_dir, "runs")
     if wants_resume(str(resume).lower() == "true", ckpt_path, None):
+        # Which run is newest is told by its checkpoints' dates; reading every run's whole checkpoint to tell it would
+        # cost a pass over each (the resume then checks the one it loads, see `checkpoint_to_resume`).
         candidates = [(checkpoint.stat().st_mtime, d) for d in runs_of_task(runs, task_name)
-                      if (checkpoint := newest_checkpoint(d)) is not None]
+                      if (checkpoint := newest_checkpoint(d, checkpoint_is_complete)) is not None]
         if candidates:
             newest = max(candidates)[1]
             holder = holder_of(newest)
@@ -125,10 +127,27 @@ def checkpoint_is_complete(path: Path) -> bool:
         return False
 
 
-def newest_checkpoint(run_dir: Path) -> Path | None:
-    """The run's newest complete checkpoint: a truncated newer one (a full disk, a kill while saving) is passed over."""
+def corrupt_member(path: Path) -> str | None:
+    """The first member of a zip checkpoint whose bytes fail their CRC-32 (a bit flipped on disk, in memory or in a
+    copy: torch.load reads such a file without a word), or None. Reads the whole file: for the one checkpoint a resume
+    or eval.py loads, never for each save. A file that is no zip at all is torch.load's to refuse."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError):
+        return None
+
+
+def checkpoint_is_whole(path: Path) -> bool:
+    """Complete, and every byte as saved (see `corrupt_member`)."""
+    return checkpoint_is_complete(path) and corrupt_member(path) is None
+
+
+def newest_checkpoint(run_dir: Path, usable: Callable[[Path], bool] = checkpoint_is_whole) -> Path | None:
+    """The run's newest usable checkpoint: a newer one cut short (a full disk, a kill while saving) or corrupted (its
+    CRC-32 fails) is passed over, as the older whole one is what the run can continue from."""
     checkpoints = sorted((Path(run_dir) / CHECKPOINT_DIR).glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
-    return next((p for p in checkpoints if checkpoint_is_complete(p)), None)
+    return next((p for p in checkpoints if usable(p)), None)
 
 
 def requeued() -> bool:

@@ -16,6 +16,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from genlab.errors import ConfigError
 from genlab.records import write_atomic
+from genlab.resume import corrupt_member
 
 # Everything genlab saves in a checkpoint is tensors and plain values (dicts, lists, tuples, str, numbers, None; the
 # random states are kept as tensors and tuples for this reason), which torch.load(weights_only=True) reads without an
@@ -32,9 +33,18 @@ def checkpoint_globals() -> Iterator[None]:
         yield
 
 
+# What torch's weights-only unpickler raises on a pickle that is well formed zip-wise but not pickle-wise (a crafted
+# or damaged data.pkl that a CRC-32 does not catch: one written so, or a legacy, non-zip checkpoint).
+MALFORMED_PICKLE = (KeyError, IndexError, TypeError, AttributeError, OverflowError, MemoryError)
+
+
 def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
     """A checkpoint's contents, loaded with weights_only=True: a file that would run code when unpickled (a crafted
-    checkpoint), is cut short or is not a Lightning checkpoint is refused in one line."""
+    checkpoint), is cut short or corrupted, or is not a Lightning checkpoint is refused in one line."""
+    corrupt = corrupt_member(Path(path))
+    if corrupt is not None:
+        raise ConfigError("ckpt_path", str(path), f"a readable checkpoint: the file is corrupt ({corrupt} fails its "
+                          "CRC-32 check: bytes changed on disk or in a copy since it was saved)")
     try:
         with checkpoint_globals():
             checkpoint = torch.load(path, map_location=map_location, weights_only=True)
@@ -47,6 +57,8 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     except (RuntimeError, EOFError, ValueError, OSError) as err:
         raise ConfigError("ckpt_path", str(path), "a readable checkpoint: the file is truncated (a full disk or a kill "
                           "while saving) or not a checkpoint") from err
+    except MALFORMED_PICKLE as err:
+        raise ConfigError("ckpt_path", str(path), "a readable checkpoint: the file is corrupt or not a checkpoint") from err
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ConfigError("ckpt_path", str(path), "a checkpoint saved by train.py (this file has no state_dict)")
     return checkpoint
