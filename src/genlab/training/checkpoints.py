@@ -28,7 +28,7 @@ from genlab.models.registry import DATA_ARGS
 from genlab.records import write_atomic
 from genlab.resume import corrupt_member
 from genlab.training.module import ImageClassifier
-from genlab.training.optim import parameter_groups
+from genlab.training.optim import build_scheduler, parameter_groups
 from genlab.training.random_state import CHECKPOINT_KEY as RANDOM_STATES
 
 # Everything genlab saves in a checkpoint is tensors and plain values (dicts, lists, tuples, str, numbers, None; the
@@ -171,6 +171,12 @@ def check_weights_fit(checkpoint: dict[str, Any], module: torch.nn.Module, path:
         raise ConfigError("ckpt_path", str(path), f"weights that fit the network its settings build: {listed(differences)}")
 
 
+# The module's settings that its __init__ unpacks or iterates, by what they must be for it to get that far.
+MODULE_SETTINGS = {"optimizer": (dict, "a dict"), "scheduler": (dict, "a dict"), "data": (dict, "a dict"),
+                   "loss": ((dict, type(None)), "a dict or null"), "mixing": ((dict, type(None)), "a dict or null"),
+                   "class_weights": ((list, type(None)), "a list of per-class weights or null")}
+
+
 def module_to_load(checkpoint: dict[str, Any], path: str | Path, **overrides: Any) -> ImageClassifier:
     """The module Lightning's load_from_checkpoint would build from the checkpoint's hyper_parameters (with
     `overrides`), built on the meta device (shapes only: no memory, no init time), or a one-line refusal of settings
@@ -194,12 +200,6 @@ def module_to_load(checkpoint: dict[str, Any], path: str | Path, **overrides: An
                           f"module it was trained as; this one's fail to ({type(err).__name__}: {first_line})") from err
 
 
-# The module's settings that its __init__ unpacks or iterates, by what they must be for it to get that far.
-MODULE_SETTINGS = {"optimizer": (dict, "a dict"), "scheduler": (dict, "a dict"), "data": (dict, "a dict"),
-                   "loss": ((dict, type(None)), "a dict or null"), "mixing": ((dict, type(None)), "a dict or null"),
-                   "class_weights": ((list, type(None)), "a list of per-class weights or null")}
-
-
 def check_loadable(checkpoint: dict[str, Any], path: str | Path, data: DictConfig, **overrides: Any) -> None:
     """What eval.py reads from a checkpoint, checked before Lightning loads it: the hyper_parameters build the module
     and the weights fit it, the data spec holds the seed, split and training-set plan to rebuild (checked as
@@ -207,10 +207,11 @@ def check_loadable(checkpoint: dict[str, Any], path: str | Path, data: DictConfi
     module = module_to_load(checkpoint, path, **overrides)
     check_weights_fit(checkpoint, module, path)
     trained_on = checkpoint["hyper_parameters"].get("data", {})
+    if "name" not in trained_on:
+        raise malformed(path, "hyper_parameters.data", "a dict naming the data set it was trained on", trained_on)
     with values_of(path, "hyper_parameters"):
-        if "seed" in trained_on:
-            seed = trained_on["seed"]
-            require("data.seed", seed, is_count(seed) and seed <= MAX_SEED, f"an integer in [0, {MAX_SEED}]")
+        seed = trained_on.get("seed")
+        require("data.seed", seed, is_count(seed) and seed <= MAX_SEED, f"an integer in [0, {MAX_SEED}]")
         plan = asdict(TrainingSetPlan.from_saved(trained_on))
         split = {"val_size": trained_on["val_size"]} if trained_on.get("val_size") is not None else {}
         saved = {**plan, **split}
@@ -235,7 +236,7 @@ def check_normalization(normalization: Any, channels: int, path: str | Path) -> 
 
 # What Lightning reads to continue a run, beside the weights: an entry it lacks or of another type ends the resume in
 # a traceback (a KeyError for a checkpoint saved with save_weights_only=true), or, for `loops`, quietly restarts at
-# epoch 0. What the loops, callbacks and schedulers hold inside is Lightning's and torch's to load.
+# epoch 0. What the loops and callbacks hold inside is Lightning's to load.
 TRAINING_STATE = {"epoch": (int, "an epoch number"), "global_step": (int, "a step count"),
                   "optimizer_states": (list, "a list of optimizer states"), "lr_schedulers": (list, "a list of schedules"),
                   "loops": (dict, "the loops' progress"), "callbacks": (dict, "the callbacks' states")}
@@ -243,8 +244,8 @@ TRAINING_STATE = {"epoch": (int, "an epoch number"), "global_step": (int, "a ste
 
 def check_resumable(checkpoint: dict[str, Any], module: ImageClassifier, path: str | Path) -> None:
     """What a resume reads from a checkpoint (whose network spec fits the config, see resume.check_checkpoint_fits),
-    checked before anything of the run is written: the training state Lightning continues, weights and optimizer state
-    that fit `module`, the random streams and the data module's position."""
+    checked before anything of the run is written: the training state Lightning continues, weights, optimizer state and
+    schedule that fit `module`, the random streams and the data module's position."""
     for key, (kind, what) in TRAINING_STATE.items():
         if key not in checkpoint:
             raise ConfigError("ckpt_path", str(path), f"a checkpoint with the state to continue training from; this one "
@@ -258,6 +259,7 @@ def check_resumable(checkpoint: dict[str, Any], module: ImageClassifier, path: s
     check_weights_fit(checkpoint, module, path)
     check_same_optimizer(checkpoint["hyper_parameters"].get("optimizer"), module.hparams.optimizer, path)
     check_optimizer_state_fits(checkpoint["optimizer_states"], module, path)
+    check_schedule_fits(checkpoint["lr_schedulers"], module, checkpoint["hyper_parameters"].get("scheduler"), path)
     if RANDOM_STATES in checkpoint:
         check_random_states(checkpoint[RANDOM_STATES], path)
     position = checkpoint.get(ImageDataModule.__qualname__, {})
@@ -281,14 +283,19 @@ def check_same_optimizer(saved: Any, config: dict[str, Any], path: str | Path) -
                           "with the checkpoint's optimizer, or start a new run)")
 
 
+def optimizer_groups(module: ImageClassifier) -> list[list[torch.nn.Parameter]]:
+    """The parameters of each group of the run's optimizer, grouped as build_optimizer groups them (without building
+    it: its kernel choice needs the device the run trains on)."""
+    config = module.hparams.optimizer
+    groups = parameter_groups(module.net, config.get("weight_decay", 0.0), config.get("decay_norm_and_bias", False))
+    return [group["params"] for group in groups]
+
+
 def check_optimizer_state_fits(states: list[Any], module: ImageClassifier, path: str | Path) -> None:
     """The optimizer state Lightning hands to torch: one optimizer, its parameter groups as this run's optimizer makes
     them (torch refuses others, with a traceback, once the run has started), and per parameter, tensors that fit the
     parameter (torch takes any, and the first step then fails)."""
-    config = module.hparams.optimizer
-    # Grouped as build_optimizer groups them; built here without the optimizer, whose kernel choice needs the device.
-    groups = [group["params"] for group in parameter_groups(module.net, config.get("weight_decay", 0.0),
-                                                             config.get("decay_norm_and_bias", False))]
+    groups = optimizer_groups(module)
     state = states[0] if len(states) == 1 else None
     saved_groups = state.get("param_groups") if isinstance(state, dict) else None
     if not isinstance(state, dict) or not isinstance(state.get("state"), dict) or not isinstance(saved_groups, list) \
@@ -322,6 +329,25 @@ def broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
         return torch.broadcast_shapes(shape, target) == target
     except RuntimeError:
         return False
+
+
+def check_schedule_fits(states: list[Any], module: ImageClassifier, saved_scheduler: Any, path: str | Path) -> None:
+    """This run's scheduler reads its position and its old length back from the saved schedule (KeepsOwnLength), so a
+    schedule of another kind (onecycle's resumed from cosine's: KeyError 'total_steps', once the run had started) is
+    refused. With no schedule on either side there is nothing to continue; Lightning then starts or drops one."""
+    config = module.hparams.scheduler
+    # Built on a stand-in optimizer with the run's groups: only the scheduler's kind matters here, not the learning rate.
+    stand_in = torch.optim.SGD([{"params": group} for group in optimizer_groups(module)], lr=1.0)
+    built = build_scheduler(stand_in, config, total_steps=2, max_epochs=1)
+    if built is None or not states:
+        return
+    lacking = [key for key in built["scheduler"].LENGTH_KEYS if not isinstance(states[0], dict) or key not in states[0]]
+    if lacking:
+        theirs = saved_scheduler.get("name") if isinstance(saved_scheduler, dict) else None
+        saved_by = (f" (scheduler.name is {config['name']!r} here and {theirs!r} in the checkpoint)"
+                    if theirs not in (None, config["name"]) else "")
+        raise ConfigError("ckpt_path", str(path), f"a learning-rate schedule that this run's scheduler continues: the "
+                          f"checkpoint's lr_schedulers[0] lacks {', '.join(lacking)}{saved_by}")
 
 
 def check_cuda_states(states: Any) -> None:
