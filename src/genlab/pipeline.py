@@ -32,7 +32,8 @@ from genlab.summary import print_summary
 from genlab.threads import use_torch_threads
 from genlab.resume import (CHECKPOINT_DIR, check_checkpoint_fits, checkpoint_to_resume, kept_record, lock_run_dir, release_run_dir,
                            resume_command, start_accepted, undo_refused_start)
-from genlab.training.checkpoints import checkpoint_globals, read_checkpoint, save_and_load_checkpoints_safely
+from genlab.training.checkpoints import (check_loadable, check_resumable, checkpoint_globals, read_checkpoint,
+                                        save_and_load_checkpoints_safely)
 from genlab.training.ddp import isolated_distributed_job, launch_ddp_workers_as_this_job
 from genlab.training.guards import INTERRUPTIONS
 from genlab.training.loggers import (
@@ -405,7 +406,8 @@ def start_run(cfg: DictConfig) -> RunStart:
     resume_from = checkpoint_to_resume(cfg.get("ckpt_path"), cfg.get("resume", False), cfg.get("resume_dir"), run_dir,
                                        in_sweep=in_multirun())
     if resume_from is not None:
-        check_checkpoint_fits(resume_from, module.hparams.model, datamodule.info.name)
+        contents = check_checkpoint_fits(resume_from, module.hparams.model, datamodule.info.name)
+        check_resumable(contents, module, resume_from)
     # Every check passed: only now is anything of this run written (a refused start left the run dir as it was).
     start_accepted()
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
@@ -540,9 +542,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         validate_augmentation(augmentation, cfg.data)
     t0 = time.perf_counter()
     tta = bool(augmentation.tta) if augmentation is not None else False
-    # One pass over the test set: compiling a network trained with model.compile would cost more than it saves.
-    # Read with weights_only (a crafted checkpoint runs nothing; a truncated one is one line), then Lightning's own load.
-    read_checkpoint(ckpt)
+    # Read with weights_only (a crafted checkpoint runs nothing; a truncated or corrupted one is one line) and every
+    # value used below checked, then Lightning's own load. One pass over the test set: compiling a network trained
+    # with model.compile would cost more than it saves.
+    check_loadable(read_checkpoint(ckpt), ckpt, cfg.data, tta=tta, compile=False)
     with checkpoint_globals():
         module = ImageClassifier.load_from_checkpoint(ckpt, map_location="cpu", tta=tta, compile=False, weights_only=True)
     trained_on = module.hparams.data

@@ -14,7 +14,7 @@ import threading
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from omegaconf import OmegaConf
 
@@ -76,8 +76,10 @@ def choose_run_dir(log_dir: str, task_name: str, resume: Any, ckpt_path: Any, re
     check_task_name(task_name, log_dir)
     runs = Path(log_dir, "runs")
     if wants_resume(str(resume).lower() == "true", ckpt_path, None):
+        # Which run is newest is told by its checkpoints' dates; reading every run's whole checkpoint to tell it would
+        # cost a pass over each (the resume then checks the one it loads, see `checkpoint_to_resume`).
         candidates = [(checkpoint.stat().st_mtime, d) for d in runs_of_task(runs, task_name)
-                      if (checkpoint := newest_checkpoint(d)) is not None]
+                      if (checkpoint := newest_checkpoint(d, checkpoint_is_complete)) is not None]
         if candidates:
             newest = max(candidates)[1]
             holder = holder_of(newest)
@@ -128,10 +130,27 @@ def checkpoint_is_complete(path: Path) -> bool:
         return False
 
 
-def newest_checkpoint(run_dir: Path) -> Path | None:
-    """The run's newest complete checkpoint: a truncated newer one (a full disk, a kill while saving) is passed over."""
+def corrupt_member(path: Path) -> str | None:
+    """The first member of a zip checkpoint whose bytes fail their CRC-32 (a bit flipped on disk, in memory or in a
+    copy: torch.load reads such a file without a word), or None. Reads the whole file: for the one checkpoint a resume
+    or eval.py loads, never for each save. A file that is no zip at all is torch.load's to refuse."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError):
+        return None
+
+
+def checkpoint_is_whole(path: Path) -> bool:
+    """Complete, and every byte as saved (see `corrupt_member`)."""
+    return checkpoint_is_complete(path) and corrupt_member(path) is None
+
+
+def newest_checkpoint(run_dir: Path, usable: Callable[[Path], bool] = checkpoint_is_whole) -> Path | None:
+    """The run's newest usable checkpoint: a newer one cut short (a full disk, a kill while saving) or corrupted (its
+    CRC-32 fails) is passed over, as the older whole one is what the run can continue from."""
     checkpoints = sorted((Path(run_dir) / CHECKPOINT_DIR).glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
-    return next((p for p in checkpoints if checkpoint_is_complete(p)), None)
+    return next((p for p in checkpoints if usable(p)), None)
 
 
 def requeued() -> bool:
@@ -162,26 +181,48 @@ def checkpoint_to_resume(ckpt_path: str | None, resume: bool, resume_dir: str | 
 FARM_STATE = "genlab_farm"  # the key the retired seed farm's checkpoints have (they hold no Lightning loop state)
 
 
-def check_checkpoint_fits(checkpoint: Path, model: dict[str, Any], data_name: str) -> None:
-    """Refuse a checkpoint trained for another model, input shape, class count or data set, naming the mismatch, and
-    one of the retired seed farm (it holds no Lightning loop state: a run resumed from it would start again at epoch
-    0); one that is unreadable or would run code when loaded is refused before anything reads it further."""
-    from genlab.training.checkpoints import read_checkpoint
+def check_checkpoint_fits(checkpoint: Path, model: dict[str, Any], data_name: str) -> dict[str, Any]:
+    """Refuse a checkpoint of another model family or data set, or of a network that `model` (the build spec the config
+    gives) builds otherwise, naming every setting that differs with both values; one of the retired seed farm (it holds
+    no Lightning loop state: a run resumed from it would start again at epoch 0); and one that is unreadable, corrupt
+    or would run code when loaded, before anything reads it further. Returns its contents, whose tensors
+    `checkpoints.check_resumable` checks against the module."""
+    from genlab.training.checkpoints import read_checkpoint, saved_hyper_parameters
 
     contents = read_checkpoint(checkpoint)
     if FARM_STATE in contents:
         raise ConfigError("ckpt_path", str(checkpoint), "a single run's checkpoint; this one is a seed farm member's "
                           "(the farm is retired and its checkpoints cannot be resumed): test it with eval.py")
-    saved = contents.get("hyper_parameters") or {}
-    saved_model, saved_data = saved.get("model") or {}, saved.get("data") or {}
-    if not saved_model:
-        raise ConfigError("ckpt_path", str(checkpoint), "a checkpoint saved by train.py (this one records no model)")
-    for key in ("name", "in_channels", "num_classes", "image_size"):
-        if saved_model.get(key) != model.get(key):
-            raise ConfigError(f"model.{key}" if key == "name" else f"checkpoint {key}", model.get(key),
-                              f"{saved_model.get(key)!r}, as in {checkpoint}")
+    saved = saved_hyper_parameters(contents, checkpoint)
+    saved_model, saved_data = saved["model"], saved.get("data", {})
+    if saved_model["name"] != model["name"]:
+        raise ConfigError("model.name", model["name"], f"{saved_model['name']!r}, as in {checkpoint}")
     if saved_data.get("name") not in (None, data_name):
         raise ConfigError("data", data_name, f"data={saved_data['name']}, the data set {checkpoint} was trained on")
+    differences = network_differences(model, saved_model)
+    if differences:
+        raise ConfigError("ckpt_path", str(checkpoint), f"a checkpoint of this network: {'; '.join(differences)} "
+                          "(resume with the checkpoint's settings, or start a new run)")
+    return contents
+
+
+def network_differences(here: dict[str, Any], saved: dict[str, Any]) -> list[str]:
+    """'model.width is 16 here and 32 in the checkpoint', for each build setting of one family's network that differs;
+    a knob one side lacks counts as the family's default, as build_model makes it, and a knob the family lacks (a
+    preset switching it off for every model) as off."""
+    from genlab.models import model_knobs
+    from genlab.models.registry import DATA_ARGS, is_off
+
+    defaults = model_knobs(here["name"])
+    differences = []
+    for key in [*here, *(key for key in saved if key not in here)]:
+        mine, theirs = here.get(key, defaults.get(key, 0)), saved.get(key, defaults.get(key, 0))
+        if key not in defaults and key not in DATA_ARGS and is_off(mine) and is_off(theirs):
+            continue
+        if mine != theirs:
+            name = f"the data's {key}" if key in DATA_ARGS else f"model.{key}"
+            differences.append(f"{name} is {mine!r} here and {theirs!r} in the checkpoint")
+    return differences
 
 
 # A start that is refused (a bad value, a checkpoint that does not fit, missing data) must leave an existing run dir as
