@@ -297,6 +297,29 @@ def validate_analysis(analysis: DictConfig) -> None:
         require("analysis.severities", severity, _is_int(severity) and 1 <= severity <= 5, "integers in 1..5")
     weights = analysis.get("compared_weights", "best")
     require("analysis.compared_weights", weights, weights in COMPARED_WEIGHTS, f"one of {list(COMPARED_WEIGHTS)}")
+    validate_measures(analysis.get("measures") or {"name": "none"})
+
+
+# analysis/measures=all: key -> (is it valid?, what is expected)
+COSTLY_MEASURE_SETTINGS = {
+    "hessian_iterations": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "hessian_tolerance": (lambda v: _is_number(v) and v > 0, "a number > 0"),
+    "flatness_bound": (lambda v: _is_number(v) and 0 < v < 1, "a number in (0, 1)"),
+    "flatness_samples": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "flatness_tolerance": (lambda v: _is_number(v) and 0 < v < 1, "a number in (0, 1)"),
+}
+
+
+def validate_measures(measures: DictConfig) -> None:
+    from genlab.analysis.measures import MEASURE_SETS
+
+    name = measures.get("name")
+    require("analysis.measures.name", name, name in MEASURE_SETS, f"one of {list(MEASURE_SETS)}")
+    if name != "all":
+        return
+    for key, (valid, expected) in COSTLY_MEASURE_SETTINGS.items():
+        value = measures.get(key)
+        require(f"analysis.measures.{key}", value, valid(value), expected)
 
 
 def validate_monitors(callbacks: DictConfig, num_classes: int) -> None:

@@ -13,11 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as L
+import numpy as np
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_warn
 from omegaconf import DictConfig, OmegaConf
 
 from genlab.analysis.evaluation import confusion_matrix, per_class_accuracy, plot_confusion_matrix, predict, robustness
+from genlab.analysis.measures import Subset, measure_weights, save_initial_weights
 from genlab.cli import in_multirun
 from genlab.config import MODEL_RUN_KEYS, validate, validate_augmentation, validate_data, validate_epoch_length
 from genlab.data.augment import build_train_transform
@@ -39,6 +42,7 @@ from genlab.training.guards import INTERRUPTIONS
 from genlab.training.loggers import (
     CSV_LOGGER,
     WANDB_LOGGER,
+    RunCSVLogger,
     current_hydra_config,
     finish_wandb,
     log_image_file,
@@ -56,7 +60,7 @@ from genlab.training.random_state import RandomStateInCheckpoint
 PLAN_KEYS = ("train_fraction", "train_size", "imbalance", "label_noise", "label_noise_kind", "balance")
 MIXING_KEYS = ("mixup_alpha", "cutmix_alpha", "mix_prob", "switch_prob")
 PREVIEW_FILE = "augmentations.png"
-DERIVED_METRICS = ("gap/", "final/gap/", "robust/")  # computed by the pipeline after testing, not logged by a test pass
+DERIVED_METRICS = ("gap/", "final/gap/", "robust/", "measures/")  # computed by the pipeline after testing, not logged by a test pass
 # Lightning 2.6 calls a torch pytree API that newer torch deprecates, once per run: nothing a user can act on.
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
                         module=r"lightning\.pytorch\.utilities\._pytree")
@@ -257,9 +261,10 @@ def prepare_run_dir(run_dir: Path, params: int) -> None:
 
 
 def fit_and_test(cfg: DictConfig, trainer: L.Trainer, module: ImageClassifier, datamodule: ImageDataModule,
-                 run_dir: Path, loggers: list[Any], resume_from: Path | None) -> tuple[dict[str, float], str | None, dict[str, float]]:
+                 run_dir: Path, loggers: list[Any], resume_from: Path | None
+                 ) -> tuple[dict[str, float], str | None, dict[str, float], dict[str, Any] | None]:
     """Train, then test the last epoch's and the best checkpoint's weights, and analyse the weights the study compares
-    (analysis.compared_weights): (metrics, best, per-class)."""
+    (analysis.compared_weights): (metrics, best, per-class, what the measures were computed on)."""
     if trainer.is_global_zero:
         save_preview(cfg, datamodule, run_dir, loggers)
     with warnings.catch_warnings():
@@ -271,14 +276,15 @@ def fit_and_test(cfg: DictConfig, trainer: L.Trainer, module: ImageClassifier, d
     # so nothing is logged, but its best val accuracy is the one it had.
     val_acc_best = float(module.val_acc_best.max_value)
     best = (trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else "") or None
-    metrics, per_class = test_and_analyse(cfg, trainer, module, datamodule, run_dir, loggers, best)
-    return {**metrics, "val/acc_best": val_acc_best}, best, per_class
+    metrics, per_class, measured = test_and_analyse(cfg, trainer, module, datamodule, run_dir, loggers, best)
+    return {**metrics, "val/acc_best": val_acc_best}, best, per_class, measured
 
 
 def test_and_analyse(cfg: DictConfig, trainer: L.Trainer, module: ImageClassifier, datamodule: ImageDataModule,
-                     run_dir: Path, loggers: list[Any], best: str | None) -> tuple[dict[str, float], dict[str, float]]:
+                     run_dir: Path, loggers: list[Any], best: str | None
+                     ) -> tuple[dict[str, float], dict[str, float], dict[str, Any] | None]:
     """Test the trained module's last weights (final/*) and the `best` checkpoint's (test/*; the last weights when
-    None), then analyse the weights the study compares: (metrics, per-class accuracy)."""
+    None), then analyse the weights the study compares: (metrics, per-class accuracy, the measures' record)."""
     # The last epoch's weights are tested first, as final/*; testing `best` then loads those weights into the module.
     final = test_metrics(trainer, module, datamodule, None, prefix="final/")
     last_weights = copy.deepcopy(module.state_dict()) if compares_last(cfg) and best is not None else None
@@ -288,9 +294,32 @@ def test_and_analyse(cfg: DictConfig, trainer: L.Trainer, module: ImageClassifie
     analysed = "last epoch" if last_weights is not None or best is None else "best checkpoint"
     robust, per_class = analyse_generalization(module, datamodule, cfg.analysis, cfg.seed, run_dir, loggers, analysed)
     metrics.update(robust)
+    measured = None
+    if measures_on(cfg):
+        values, measured = measure_generalization(cfg, module, datamodule, run_dir, trainer)
+        metrics.update(values)
     # test/* and final/test/* were logged by the test passes themselves.
     log_derived_metrics(trainer, {k: v for k, v in metrics.items() if k.startswith(DERIVED_METRICS)})
-    return metrics, per_class
+    return metrics, per_class, measured
+
+
+def measures_on(cfg: DictConfig) -> bool:
+    return (cfg.analysis.get("measures") or {}).get("name", "none") != "none"
+
+
+def measure_generalization(cfg: DictConfig, module: ImageClassifier, datamodule: ImageDataModule, run_dir: Path,
+                           trainer: L.Trainer) -> tuple[dict[str, float], dict[str, Any]]:
+    """measures/* of the module's current weights on the train_eval subset (see analysis.measures)."""
+    device = next(module.net.parameters()).device
+    images = datamodule.normalize(torch.from_numpy(np.ascontiguousarray(datamodule.train_eval_set.images)).to(device))
+    subset = Subset(images, torch.from_numpy(datamodule.train_eval_set.labels).long().to(device))
+    info = datamodule.info
+    csv_log = next((Path(lg.experiment.metrics_file_path) for lg in trainer.loggers if isinstance(lg, RunCSVLogger)), None)
+    plain_ce = (module.objective.name == "cross_entropy" and not module.objective.label_smoothing
+                and module.objective.class_weights is None and not module.mixing.enabled)
+    return measure_weights(module.net, subset, (info.channels, info.image_size, info.image_size),
+                           OmegaConf.to_container(cfg.analysis.measures, resolve=True), run_dir, csv_log, plain_ce,
+                           cfg.seed)
 
 
 def compares_last(cfg: DictConfig) -> bool:
@@ -416,6 +445,8 @@ def start_run(cfg: DictConfig) -> RunStart:
                             smoke_check=str(cfg.trainer.get("fast_dev_run", False)).lower() not in ("false", "0"))
     trainer = build_trainer(cfg, loggers, build_callbacks(cfg.get("callbacks"), bool(loggers)))
     save_and_load_checkpoints_safely(trainer)
+    if trainer.is_global_zero and resume_from is None and measures_on(cfg):
+        save_initial_weights(module.net, run_dir)  # built, not yet trained: the distance-from-init measure's origin
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     if trainer.is_global_zero:
@@ -499,7 +530,7 @@ def fit_and_record(cfg: DictConfig, trainer: L.Trainer, module: ImageClassifier,
         write_run_record(trainer, run_dir, loggers, record, t0, **outcome)
 
     try:
-        metrics, best, per_class = fit_and_test(cfg, trainer, module, datamodule, run_dir, loggers, resume_from)
+        metrics, best, per_class, measured = fit_and_test(cfg, trainer, module, datamodule, run_dir, loggers, resume_from)
     except NonFiniteLoss as err:
         last_good = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
         write_results(status="failed", error=str(err), metrics={}, last_checkpoint=last_good or None)
@@ -525,7 +556,7 @@ def fit_and_record(cfg: DictConfig, trainer: L.Trainer, module: ImageClassifier,
             marked = "results.json could not be written either"
         raise RunFailed(f"{why}; {marked}. Free some space, then resume with: {resume_command(run_dir)}") from err
     write_results(status="completed", metrics=metrics, per_class_acc=per_class, best_checkpoint=best,
-                  tested=tested_weights(cfg, trainer, best))
+                  tested=tested_weights(cfg, trainer, best), **({"measures": measured} if measured else {}))
     return metrics, best, per_class
 
 
