@@ -112,21 +112,22 @@ def cheap_measures(net: nn.Module, initial: nn.Module | None, subset: Subset, in
     net.eval()
     folded = fold_batch_norm(net)
     spectral = [spectral_norm(w, seed) for w in weight_matrices(folded)]
-    log_prod_spec = sum(2 * math.log(s) for s in spectral)  # log prod ||W||_2^2, Jiang et al.'s form
     margin = output_margin(logits_on(net, subset), subset.labels)
     measures = {"l2_norm": float(parameter_vector(net).norm()),
                 "frobenius_sq_sum": sum(float(w.pow(2).sum()) for w in weight_matrices(folded)),
-                "log_prod_spec": log_prod_spec,
-                "log_sum_spec": math.log(sum(s * s for s in spectral)),
                 "margin": margin}
+    if min(spectral) > 0:  # a layer of zeros has no logarithm: its net is constant
+        measures["log_prod_spec"] = sum(2 * math.log(s) for s in spectral)  # log prod ||W||_2^2, Jiang et al.'s form
+        measures["log_sum_spec"] = math.log(sum(s * s for s in spectral))
     if initial is not None:
         measures["dist_init"] = float((parameter_vector(net) - parameter_vector(initial)).norm())
     if path_norm_defined(net):
         measures["path_norm"] = path_norm(net, input_shape)
     if margin > 0:  # normalising by a margin that is not positive (>= 10 % misclassified) means nothing
         measures["inverse_margin"] = 1 / margin ** 2
-        measures["log_prod_spec_over_margin"] = log_prod_spec - 2 * math.log(margin)
-        measures["log_sum_spec_over_margin"] = measures["log_sum_spec"] - 2 * math.log(margin)
+        for name in ("log_prod_spec", "log_sum_spec"):
+            if name in measures:
+                measures[f"{name}_over_margin"] = measures[name] - 2 * math.log(margin)
         if "path_norm" in measures:
             measures["path_norm_over_margin"] = measures["path_norm"] / margin ** 2
     return measures
