@@ -55,6 +55,7 @@ from genlab.training.loggers import (
     wandb_should_run_offline,
 )
 from genlab.training.module import ImageClassifier
+from genlab.training.optim import scale_learning_rate
 from genlab.training.random_state import RandomStateInCheckpoint
 
 PLAN_KEYS = ("train_fraction", "train_size", "imbalance", "label_noise", "label_noise_kind", "balance")
@@ -327,6 +328,20 @@ def compares_last(cfg: DictConfig) -> bool:
     return cfg.analysis.get("compared_weights", "best") == "last"
 
 
+def optimization_record(trainer: L.Trainer, module: ImageClassifier) -> dict[str, Any]:
+    """What the optimizer ran with, for results.json: the learning rate after optimizer.lr_scaling, the one its first
+    step took (the schedule's start: warm-up begins below lr), weight decay, the global batch size and the steps taken.
+    The first step's rate is read from the module's own optimizer and schedule built again (a schedule sets it when
+    built), so it is what `configure_optimizers` gave the run, whatever the scheduler."""
+    built = module.configure_optimizers()
+    optimizer = built["optimizer"] if isinstance(built, dict) else built
+    config = module.hparams.optimizer
+    batch = module.global_batch_size()
+    return {"lr": scale_learning_rate(config, batch)["lr"], "lr_first_step": optimizer.param_groups[0]["lr"],
+            "lr_scaling": config.get("lr_scaling", "none"), "weight_decay": config.get("weight_decay", 0.0),
+            "global_batch_size": batch, "steps": trainer.global_step}
+
+
 def tested_weights(cfg: DictConfig, trainer: L.Trainer, best: str | None) -> dict[str, dict[str, Any]]:
     """Which weights each test pass scored, for results.json: `test` the best checkpoint (its epoch, and the monitor
     and mode that chose it) or, with no checkpoint callback, the last weights; `final` the last epoch's weights;
@@ -556,7 +571,8 @@ def fit_and_record(cfg: DictConfig, trainer: L.Trainer, module: ImageClassifier,
             marked = "results.json could not be written either"
         raise RunFailed(f"{why}; {marked}. Free some space, then resume with: {resume_command(run_dir)}") from err
     write_results(status="completed", metrics=metrics, per_class_acc=per_class, best_checkpoint=best,
-                  tested=tested_weights(cfg, trainer, best), **({"measures": measured} if measured else {}))
+                  tested=tested_weights(cfg, trainer, best), optimization=optimization_record(trainer, module),
+                  **({"measures": measured} if measured else {}))
     return metrics, best, per_class
 
 

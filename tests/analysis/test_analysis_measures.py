@@ -182,7 +182,9 @@ def test_a_run_measures_its_compared_weights_from_its_real_initialization(make_c
     the checkpoint the run tested."""
     from genlab.pipeline import run
 
-    cfg = make_cfg("trainer.max_epochs=1", "optimizer.lr=1e-30", "optimizer.weight_decay=0", "analysis.robustness=false")
+    cfg = make_cfg("trainer.max_epochs=1", "optimizer.lr=1e-30", "optimizer.weight_decay=0", "analysis.robustness=false",
+                   "optimizer.lr_scaling=linear", "optimizer.base_batch_size=128", "data.batch_size=64",
+                   "scheduler=cosine", "scheduler.warmup_epochs=1")
     metrics = run(cfg)
     run_dir = Path(cfg.paths.output_dir)
     record = json.loads((run_dir / "results.json").read_text())
@@ -197,6 +199,11 @@ def test_a_run_measures_its_compared_weights_from_its_real_initialization(make_c
     assert "measures/steps_to_ce_0.1" not in metrics  # an untrained net never gets there
     rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
     assert any(row.get("measures/path_norm") for row in rows)
+    # what ran: lr halved by linear scaling (64 / 128), a one-epoch warm-up starting at lr / steps per epoch
+    ran = record["optimization"]
+    steps = math.ceil(1293 / 64)  # one epoch of digits' 1,293 training images
+    assert ran["steps"] == steps and ran["global_batch_size"] == 64 and ran["weight_decay"] == 0
+    assert ran["lr"] == pytest.approx(0.5e-30) and ran["lr_first_step"] == pytest.approx(0.5e-30 / steps)
 
 
 def state_hparams(run_dir: Path) -> dict:
