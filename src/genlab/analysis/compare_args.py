@@ -76,6 +76,10 @@ def parse_args(argv: list[str], description: str | None = None) -> argparse.Name
     parser.add_argument("--direction", choices=("max", "min"),
                         help="max: higher is better; min: lower is better (default: min for losses, ECE and gaps, "
                              "else max)")
+    parser.add_argument("--measures", action="store_true",
+                        help="add which generalization measure (results.json measures/*) predicts the gap of the "
+                             "compared weights: Kendall tau, granulated Psi over the varied keys, coupled sign error "
+                             "and a figure of each measure against the gap")
     parser.add_argument("--out", help="where report.md, report.html and the plots go (default: the common parent of "
                         "the runs; never a run dir or a filesystem root)")
     parser.add_argument("--log-wandb", metavar="PROJECT", help="also log the table and report to this W&B project "

@@ -14,6 +14,7 @@ from typing import Any
 from genlab.analysis import figures
 from genlab.analysis.completeness import sweep_dirs_of, unequal_seed_warnings, unfinished_sweep_warnings
 from genlab.analysis.compare_args import Refusal, parse_args, report_dir
+from genlab.analysis.measure_correlations import add_measures_section, gap_of
 from genlab.analysis.report_wandb import check_project, log_report, read_wandb_runs
 from genlab.analysis.run_files import one_line
 from genlab.analysis.runs import Run, find_run_dirs, load_local_runs, note_lines
@@ -25,7 +26,7 @@ from genlab.analysis.stats import (UNBOUNDED, Summary, holm, is_constant, paired
 BOOKKEEPING = ("seed", "task_name", "tags", "ckpt_path", "resume", "optimized_metric", "paths.", "hydra.", "logger.",
                "callbacks.", "trainer.default_root_dir", "trainer.enable_progress_bar", "trainer.enable_model_summary",
                "trainer.log_every_n_steps", "data.data_dir", "data.download", "data.num_workers", "data.pin_memory",
-               "augmentation.preview_images", "analysis.confusion_matrix", "analysis.compared_weights")
+               "augmentation.preview_images", "analysis.confusion_matrix", "analysis.compared_weights", "analysis.measures.")
 # The callback settings that change what is trained or which weights are tested, unlike the progress bar or the
 # LR monitor: these do tell runs apart. A switched-off callback's other settings do not (see experiment_config).
 TRAINING_CALLBACK_KEYS = {
@@ -628,6 +629,8 @@ def build_report(args) -> Path:
     except OSError as err:  # a read-only or full disk, a file where a folder belongs
         raise Refusal(f"error: cannot write the report into {out}: {one_line(err)}") from None
     print_table(*table_rows(groups, metric, with_ci=False), sentence, note)
+    if args.measures:  # its own module; a section appended to the report just written
+        print_table(*add_measures_section(runs, by, gap_of(compared_metric(runs)), out), "Which measure predicts the gap")
     print(f"report: {(out / 'report.md').resolve()} and report.html", flush=True)
     if args.log_wandb:
         said = log_report(args.log_wandb, header, rows, files, out, args.wandb_timeout)
