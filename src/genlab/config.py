@@ -298,6 +298,8 @@ def validate_analysis(analysis: DictConfig) -> None:
     weights = analysis.get("compared_weights", "best")
     require("analysis.compared_weights", weights, weights in COMPARED_WEIGHTS, f"one of {list(COMPARED_WEIGHTS)}")
     validate_measures(analysis.get("measures") or {"name": "none"})
+    landscape = analysis.get("landscape", False)
+    require("analysis.landscape", landscape, isinstance(landscape, bool), "true or false")
 
 
 # analysis/measures=all: key -> (is it valid?, what is expected)

@@ -305,7 +305,8 @@ def test_and_analyse(cfg: DictConfig, trainer: L.Trainer, module: ImageClassifie
 
 
 def measures_on(cfg: DictConfig) -> bool:
-    return (cfg.analysis.get("measures") or {}).get("name", "none") != "none"
+    """Whether the run measures its compared weights: analysis.measures is not none, or analysis.landscape."""
+    return (cfg.analysis.get("measures") or {}).get("name", "none") != "none" or bool(cfg.analysis.get("landscape"))
 
 
 def measure_generalization(cfg: DictConfig, module: ImageClassifier, datamodule: ImageDataModule, run_dir: Path,
@@ -320,7 +321,7 @@ def measure_generalization(cfg: DictConfig, module: ImageClassifier, datamodule:
                 and module.objective.class_weights is None and not module.mixing.enabled)
     return measure_weights(module.net, subset, (info.channels, info.image_size, info.image_size),
                            OmegaConf.to_container(cfg.analysis.measures, resolve=True), run_dir, csv_log, plain_ce,
-                           cfg.seed)
+                           cfg.seed, landscape=bool(cfg.analysis.get("landscape")))
 
 
 def compares_last(cfg: DictConfig) -> bool:

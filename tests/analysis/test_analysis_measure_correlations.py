@@ -3,6 +3,7 @@ sign error by hand, on runs written by hand; the report gains its section and fi
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 import pytest
@@ -92,7 +93,13 @@ def test_coupled_pairs_differ_in_one_key_at_one_seed_and_their_sign_error_by_han
 
 
 def test_compare_with_measures_adds_the_section_and_figure(study, tmp_path, capsys):
+    for results in list(study.glob("*/results.json"))[:3]:  # three runs recorded their landscapes
+        record = json.loads(results.read_text())
+        record["measures"] = {"landscape": {"init_line": {"alpha": [0.0, 1.0], "loss": [2.3, 0.1]},
+                                            "random_direction": {"alpha": [-1.0, 0.0, 1.0], "loss": [0.5, 0.1, 0.4]}}}
+        results.write_text(json.dumps(record))
     out = main([str(study), "--measures", "--out", str(tmp_path / "report")])
+    assert (out / "landscape.png").stat().st_size > 0 and "## Loss landscapes" in (out / "report.md").read_text()
     report = (out / "report.md").read_text()
     assert "## Which measure predicts the gap" in report and "model.dropout, optimizer.lr" in report
     assert (out / "measures.png").stat().st_size > 0 and "Which measure predicts the gap" in (out / "report.html").read_text()

@@ -184,7 +184,7 @@ def test_a_run_measures_its_compared_weights_from_its_real_initialization(make_c
 
     cfg = make_cfg("trainer.max_epochs=1", "optimizer.lr=1e-30", "optimizer.weight_decay=0", "analysis.robustness=false",
                    "optimizer.lr_scaling=linear", "optimizer.base_batch_size=128", "data.batch_size=64",
-                   "scheduler=cosine", "scheduler.warmup_epochs=1")
+                   "scheduler=cosine", "scheduler.warmup_epochs=1", "analysis.landscape=true")
     metrics = run(cfg)
     run_dir = Path(cfg.paths.output_dir)
     record = json.loads((run_dir / "results.json").read_text())
@@ -197,6 +197,12 @@ def test_a_run_measures_its_compared_weights_from_its_real_initialization(make_c
     assert all(torch.equal(init[k], state[f"net.{k}"]) for k in params)
     assert record["measures"]["subset"] == {"split": "train_eval", "size": 144, "seed": cfg.seed}
     assert "measures/steps_to_ce_0.1" not in metrics  # an untrained net never gets there
+    # the landscapes go through the compared weights: there, the loss is the test pass's train_eval loss; the init line
+    # of weights that never moved is flat
+    lines = record["measures"]["landscape"]
+    at_zero = dict(zip(lines["random_direction"]["alpha"], lines["random_direction"]["loss"]))[0.0]
+    assert at_zero == pytest.approx(metrics["train_eval/loss"], rel=1e-5)
+    assert lines["init_line"]["loss"] == pytest.approx([at_zero] * len(lines["init_line"]["loss"]), rel=1e-6)
     rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
     assert any(row.get("measures/path_norm") for row in rows)
     # what ran: lr halved by linear scaling (64 / 128), a one-epoch warm-up starting at lr / steps per epoch
@@ -231,3 +237,45 @@ def test_the_costly_set_on_a_small_classifier_matches_torchs_full_hessian():
     assert measures["hessian_top_eig"] == pytest.approx(eigenvalues[np.abs(eigenvalues).argmax()], rel=1e-6)
     for name in ("pacbayes", "pacbayes_mag"):
         assert measures[f"{name}_flatness"] == pytest.approx(1 / measures[f"{name}_sigma"] ** 2)
+
+
+def test_the_filter_normalised_direction_has_each_filters_norm_and_none_for_zero_filters():
+    from genlab.analysis.landscape import filter_normalised_direction
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3), nn.Flatten(), nn.Linear(12, 2))
+    with torch.no_grad():
+        net[0].weight[1].zero_()  # a dead filter
+    direction = filter_normalised_direction(net, seed=0)
+    conv, conv_bias, fc, fc_bias = direction
+    expected = net[0].weight.detach().reshape(3, -1).norm(dim=1).numpy()
+    assert np.allclose(conv.reshape(3, -1).norm(dim=1).numpy(), expected) and not torch.isnan(conv).any()
+    assert torch.count_nonzero(conv[1]) == 0 and torch.count_nonzero(conv_bias) == 0 and torch.count_nonzero(fc_bias) == 0
+    assert np.allclose(fc.norm(dim=1).numpy(), net[2].weight.detach().norm(dim=1).numpy())
+
+
+def test_the_init_line_ends_at_the_initial_and_the_compared_weights_losses():
+    from sklearn.metrics import log_loss
+
+    from genlab.analysis.landscape import INIT_LINE, landscapes
+
+    net, subset = small_classifier()
+    initial = nn.Linear(2, 2)
+    with torch.no_grad():
+        initial.weight.copy_(torch.tensor([[0.5, -0.2], [0.1, 0.3]]))
+        initial.bias.copy_(torch.tensor([0.2, -0.1]))
+    curves = landscapes(net, initial, subset, seed=0)
+
+    def cross_entropy(weight: np.ndarray, bias: np.ndarray) -> float:  # numpy softmax, sklearn's log loss
+        logits = subset.images.numpy() @ weight.T + bias
+        probabilities = np.exp(logits - logits.max(1, keepdims=True))
+        return log_loss(subset.labels.numpy(), probabilities / probabilities.sum(1, keepdims=True), labels=[0, 1])
+
+    line = dict(zip(INIT_LINE, curves["init_line"]["loss"]))
+    w0, b0 = initial.weight.detach().numpy(), initial.bias.detach().numpy()
+    w1, b1 = net.weight.detach().numpy(), net.bias.detach().numpy()
+    assert line[0.0] == pytest.approx(cross_entropy(w0, b0), rel=1e-5)
+    assert line[1.0] == pytest.approx(cross_entropy(w1, b1), rel=1e-5)
+    assert line[0.5] == pytest.approx(cross_entropy((w0 + w1) / 2, (b0 + b1) / 2), rel=1e-5)
+    assert dict(zip(curves["random_direction"]["alpha"], curves["random_direction"]["loss"]))[0.0] == pytest.approx(line[1.0])
+    assert torch.equal(net.weight, torch.from_numpy(w1))  # restored

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from genlab.records import write_atomic
 
 ALPHA = 0.05  # a τ whose two-sided p-value is at least this is called inconclusive
 MEASURES_FIGURE = "measures.png"
+LANDSCAPE_FIGURE = "landscape.png"
 
 
 @dataclass
@@ -166,6 +168,50 @@ def figure_measures(runs: list[Run], rows: list[MeasureRow], gap: str, color_key
     return figures.save(fig, path)
 
 
+def recorded_landscape(run: Run) -> dict | None:
+    """The run's 1-D landscapes (results.json measures.landscape, analysis.landscape=true); None for a W&B run or a
+    run without them."""
+    if run.source.startswith("wandb:") or run.status != "completed":
+        return None
+    try:
+        record = json.loads((Path(run.source) / "results.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return (record.get("measures") or {}).get("landscape")
+
+
+def figure_landscapes(runs: list[Run], axes: list[str], path: Path) -> Path | None:
+    """The training loss along the init-to-trained line and along a random direction: one curve per group (the
+    values of the varied keys), the mean over its seeds."""
+    keys = [k for k in axes if k != "seed"]
+    groups: dict[str, list[dict]] = {}
+    for run in runs:
+        curves = recorded_landscape(run)
+        if curves:
+            label = ", ".join(f"{k}={figures.show_value(run.config.get(k))}" for k in keys) or "all runs"
+            groups.setdefault(label, []).append(curves)
+    if not groups:
+        return None
+    fig = figures.new_figure(10, 4.2)
+    panels = fig.subplots(1, 2)
+    titles = {"init_line": "from the initial (0) to the compared weights (1)",
+              "random_direction": "along a filter-normalised random direction"}
+    colours = figures.PALETTE * (len(groups) // len(figures.PALETTE) + 1)
+    for ax, (line, title) in zip(panels, titles.items()):
+        for colour, (label, members) in zip(colours, sorted(groups.items())):
+            having = [m[line] for m in members if line in m]
+            if having:
+                mean = [sum(losses) / len(having) for losses in zip(*(h["loss"] for h in having))]
+                ax.plot(having[0]["alpha"], mean, color=colour, lw=1.4, label=label)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("alpha", fontsize=8)
+        ax.set_ylabel("train_eval loss", fontsize=8)
+        ax.set_yscale("log")
+    handles, labels = panels[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=7, frameon=False)
+    return figures.save(fig, path)
+
+
 def section_markdown(rows: list[MeasureRow], gap: str, axes: list[str], image: Path | None) -> str:
     """The report's "Which measure predicts the gap" section."""
     header, body = table(rows)
@@ -190,13 +236,18 @@ def add_measures_section(runs: list[Run], axes: list[str], gap: str, out: Path) 
     color_key = next((k for k in axes if k != "seed"), None)
     image = figure_measures(runs, rows, gap, color_key, out / MEASURES_FIGURE)
     markdown = section_markdown(rows, gap, axes, image)
+    landscape = figure_landscapes(runs, axes, out / LANDSCAPE_FIGURE)
+    if landscape is not None:
+        markdown += ("## Loss landscapes\n\nThe train_eval loss along the line from each run's initial to its compared "
+                     "weights (Goodfellow et al. 2015) and along one filter-normalised random direction (Li et al. "
+                     f"2018), mean over seeds per group.\n\n![landscape]({landscape.name})\n\n")
     report = out / "report.md"
     write_atomic(report, (report.read_text() + markdown).encode())
     page = out / "report.html"
     header, body = table(rows)
     cells = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in body)
-    picture = (f'<img alt="measures" src="data:image/png;base64,{base64.b64encode(image.read_bytes()).decode()}">'
-               if image is not None else "")
+    picture = "".join(f'<img alt="{p.stem}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'
+                      for p in (image, landscape) if p is not None)
     section = (f"<section><h2>Which measure predicts the gap</h2><p class='caption'>{html.escape(markdown.split(chr(10))[2])}"
                f"</p><table><tr>{''.join(f'<th>{html.escape(h)}</th>' for h in header)}</tr>{cells}</table>{picture}"
                "</section>")

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genlab.analysis.folding import fold_batch_norm, path_norm, path_norm_defined
+from genlab.analysis.landscape import landscapes
 
 MEASURE_SETS = ("none", "cheap", "all")
 MARGIN_QUANTILE = 0.1  # Jiang et al.'s margin: the 10th percentile of the correct-class margin over the training set
@@ -279,22 +280,31 @@ def initial_network(net: nn.Module, run_dir: Path) -> nn.Module | None:
 
 
 def measure_weights(net: nn.Module, subset: Subset, input_shape: tuple[int, ...], settings: dict, run_dir: Path,
-                    metrics_csv: Path | None, trains_on_cross_entropy: bool, seed: int) -> tuple[dict[str, float], dict]:
-    """measures/* of `net` (its current weights) on `subset`, and what they were computed on, for results.json.
-    steps_to_ce_0.1 comes from the run's training log, only when the logged loss is the plain cross-entropy."""
-    t0 = time.perf_counter()
-    values = cheap_measures(net, initial_network(net, run_dir), subset, input_shape, seed)
-    if metrics_csv is not None and trains_on_cross_entropy:
-        steps = steps_to_loss(metrics_csv)
-        if steps is not None:
-            values["steps_to_ce_0.1"] = float(steps)
-    cheap_s = time.perf_counter() - t0
-    seconds = {"cheap": cheap_s}
+                    metrics_csv: Path | None, trains_on_cross_entropy: bool, seed: int,
+                    landscape: bool = False) -> tuple[dict[str, float], dict]:
+    """measures/* of `net` (its current weights) on `subset` (none when settings name none), and what they were
+    computed on, for results.json, with the 1-D loss landscapes when `landscape`. steps_to_ce_0.1 comes from the run's
+    training log, only when the logged loss is the plain cross-entropy."""
+    initial = initial_network(net, run_dir)
+    values: dict[str, float] = {}
+    seconds = {}
+    if settings["name"] != "none":
+        t0 = time.perf_counter()
+        values = cheap_measures(net, initial, subset, input_shape, seed)
+        if metrics_csv is not None and trains_on_cross_entropy:
+            steps = steps_to_loss(metrics_csv)
+            if steps is not None:
+                values["steps_to_ce_0.1"] = float(steps)
+        seconds["cheap"] = time.perf_counter() - t0
     if settings["name"] == "all":
         t1 = time.perf_counter()
         values.update(costly_measures(net, subset, settings, seed))
         seconds["all"] = time.perf_counter() - t1
     facts = {"set": settings["name"], "subset": {"split": "train_eval", "size": len(subset.labels), "seed": seed},
-             "initial_weights": INITIAL_WEIGHTS_FILE if "dist_init" in values else None,
+             "initial_weights": INITIAL_WEIGHTS_FILE if initial is not None else None,
              "seconds": seconds, "settings": dict(settings)}
+    if landscape:
+        t2 = time.perf_counter()
+        facts["landscape"] = landscapes(net, initial, subset, seed)
+        seconds["landscape"] = time.perf_counter() - t2
     return {f"measures/{name}": value for name, value in values.items()}, facts
