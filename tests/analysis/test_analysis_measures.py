@@ -279,3 +279,18 @@ def test_the_init_line_ends_at_the_initial_and_the_compared_weights_losses():
     assert line[0.5] == pytest.approx(cross_entropy((w0 + w1) / 2, (b0 + b1) / 2), rel=1e-5)
     assert dict(zip(curves["random_direction"]["alpha"], curves["random_direction"]["loss"]))[0.0] == pytest.approx(line[1.0])
     assert torch.equal(net.weight, torch.from_numpy(w1))  # restored
+
+
+def test_the_study_presets_vary_the_four_keys_and_measure_the_last_weights(make_cfg):
+    import yaml
+
+    for name in ("generalization_measures", "generalization_measures_smoke"):
+        cfg = make_cfg(f"experiment={name}")
+        validate(cfg, cuda_available=False)
+        assert cfg.analysis.compared_weights == "last" and cfg.analysis.measures.name == "cheap"
+        assert cfg.data.name == "digits" and cfg.data.train_size == 400
+    folder = Path(__file__).resolve().parents[2] / "conf" / "experiment"
+    full, smoke = (yaml.safe_load((folder / f"{n}.yaml").read_text())["hydra"]["sweeper"]["params"]
+                   for n in ("generalization_measures", "generalization_measures_smoke"))
+    assert set(full) == {"data.batch_size", "optimizer.lr", "model.dropout", "optimizer.weight_decay", "seed"}
+    assert all(len(str(v).split(",")) == 2 for k, v in full.items() if k != "seed") and smoke == {"seed": 1}
