@@ -26,7 +26,8 @@ from genlab.analysis.stats import (UNBOUNDED, Summary, holm, is_constant, paired
 BOOKKEEPING = ("seed", "task_name", "tags", "ckpt_path", "resume", "optimized_metric", "paths.", "hydra.", "logger.",
                "callbacks.", "trainer.default_root_dir", "trainer.enable_progress_bar", "trainer.enable_model_summary",
                "trainer.log_every_n_steps", "data.data_dir", "data.download", "data.num_workers", "data.pin_memory",
-               "augmentation.preview_images", "analysis.confusion_matrix", "analysis.compared_weights", "analysis.measures.")
+               "augmentation.preview_images", "analysis.confusion_matrix", "analysis.compared_weights", "analysis.measures.",
+               "analysis.landscape")
 # The callback settings that change what is trained or which weights are tested, unlike the progress bar or the
 # LR monitor: these do tell runs apart. A switched-off callback's other settings do not (see experiment_config).
 TRAINING_CALLBACK_KEYS = {
