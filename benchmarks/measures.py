@@ -34,11 +34,10 @@ QUICK = {"simple_cnn, digits, 1 epoch (all, 2 HVPs, 1 noise draw)": [
     "analysis.measures.flatness_samples=1", "analysis.robustness=false", "analysis.confusion_matrix=false"]}
 
 
-def measure(name: str, overrides: list[str], root: Path) -> dict:
-    run_dir = root / name.split(",")[0].replace(" ", "_")
+def measure(name: str, overrides: list[str], run_dir: Path) -> dict:
     started = time.perf_counter()
     subprocess.run([sys.executable, str(REPO / "train.py"), *QUIET, *overrides, f"hydra.run.dir={run_dir}"],
-                   check=True, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                   check=True, cwd=REPO, stdout=subprocess.DEVNULL)
     process_s = time.perf_counter() - started
     record = json.loads((run_dir / "results.json").read_text())
     seconds = record["measures"]["seconds"]
@@ -64,7 +63,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--out", default=str(RESULTS_DIR))
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as root:  # each run sets and records its own torch threads
-        rows = [measure(name, overrides, Path(root)) for name, overrides in (QUICK if args.quick else CASES).items()]
+        cases = QUICK if args.quick else CASES
+        rows = [measure(name, overrides, Path(root) / f"case{i}") for i, (name, overrides) in enumerate(cases.items())]
         publish("measures", "cpu", args.quick, rows, table(rows), args.out)
     return rows
 

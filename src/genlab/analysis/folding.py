@@ -75,12 +75,17 @@ def path_norm_defined(net: nn.Module) -> bool:
     return not any(isinstance(m, NOT_HOMOGENEOUS) for m in net.modules())
 
 
-@torch.no_grad()
 def path_norm(net: nn.Module, input_shape: tuple[int, ...]) -> float:
     """Neyshabur et al.'s l2 path norm: the sum over input-output paths of the product of the squared weights on the
-    path (biases start paths of their own), on the batch-norm-folded net. It is the output sum of the net with every
-    parameter squared on an all-ones input; shortcuts add their paths, max pooling keeps the largest incoming path."""
-    squared = fold_batch_norm(net).double()
+    path (biases start paths of their own), on the batch-norm-folded net (see `folded_path_norm`)."""
+    return folded_path_norm(fold_batch_norm(net), input_shape)
+
+
+@torch.no_grad()
+def folded_path_norm(folded: nn.Module, input_shape: tuple[int, ...]) -> float:
+    """The path norm of a net without batch norm: the output sum of a copy with every parameter squared on an all-ones
+    input; shortcuts add their paths, max pooling keeps the largest incoming path."""
+    squared = copy.deepcopy(folded).double()
     for parameter in squared.parameters():
         parameter.pow_(2)
     return float(squared(torch.ones(1, *input_shape, dtype=torch.float64)).sum())

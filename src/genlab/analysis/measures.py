@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlab.analysis.folding import fold_batch_norm, path_norm, path_norm_defined
+from genlab.analysis.folding import fold_batch_norm, folded_path_norm, path_norm_defined
 from genlab.analysis.landscape import landscapes
 
 MEASURE_SETS = ("none", "cheap", "all")
@@ -123,7 +123,7 @@ def cheap_measures(net: nn.Module, initial: nn.Module | None, subset: Subset, in
     if initial is not None:
         measures["dist_init"] = float((parameter_vector(net) - parameter_vector(initial)).norm())
     if path_norm_defined(net):
-        measures["path_norm"] = path_norm(net, input_shape)
+        measures["path_norm"] = folded_path_norm(folded, input_shape)
     if margin > 0:  # normalising by a margin that is not positive (>= 10 % misclassified) means nothing
         measures["inverse_margin"] = 1 / margin ** 2
         for name in ("log_prod_spec", "log_sum_spec"):
