@@ -61,7 +61,8 @@ from genlab.training.random_state import RandomStateInCheckpoint
 PLAN_KEYS = ("train_fraction", "train_size", "imbalance", "label_noise", "label_noise_kind", "balance")
 MIXING_KEYS = ("mixup_alpha", "cutmix_alpha", "mix_prob", "switch_prob")
 PREVIEW_FILE = "augmentations.png"
-DERIVED_METRICS = ("gap/", "final/gap/", "robust/", "measures/")  # computed by the pipeline after testing, not logged by a test pass
+# computed by the pipeline after testing, not logged by a test pass
+DERIVED_METRICS = ("gap/", "final/gap/", "robust/", "measures/")
 # Lightning 2.6 calls a torch pytree API that newer torch deprecates, once per run: nothing a user can act on.
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
                         module=r"lightning\.pytorch\.utilities\._pytree")
