@@ -62,10 +62,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--quick", action="store_true", help="one short run: checks the harness, not the cost")
     parser.add_argument("--out", default=str(RESULTS_DIR))
     args = parser.parse_args(argv)
+    rows: list[dict] = []
     with tempfile.TemporaryDirectory() as root:  # each run sets and records its own torch threads
-        cases = QUICK if args.quick else CASES
-        rows = [measure(name, overrides, Path(root) / f"case{i}") for i, (name, overrides) in enumerate(cases.items())]
-        publish("measures", "cpu", args.quick, rows, table(rows), args.out)
+        for i, (name, overrides) in enumerate((QUICK if args.quick else CASES).items()):
+            rows.append(measure(name, overrides, Path(root) / f"case{i}"))
+            publish("measures", "cpu", args.quick, rows, table(rows), args.out)  # after each case: they take minutes
     return rows
 
 
