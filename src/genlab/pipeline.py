@@ -366,8 +366,7 @@ def _run(cfg: DictConfig) -> dict[str, float]:
     finally:
         finish_wandb(loggers, start.record.get("status", "crashed"))
     if trainer.is_global_zero:
-        print_summary("Run summary", metrics, start.record["model"], start.record["wall_time_s"], run_dir, sync_hints,
-                      start.record["tested"], start.record["torch_threads"])
+        print_summary("Run summary", metrics, start.record, run_dir, sync_hints)
     return metrics
 
 
@@ -569,5 +568,5 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
               "metrics": metrics, "model": model_record(module), "data": data_record(datamodule),
               "wall_time_s": time.perf_counter() - t0, "git": git_state(), "packages": package_versions()}
     write_json_atomic(run_dir / "eval_results.json", record)
-    print_summary("Evaluation", metrics, record["model"], record["wall_time_s"], run_dir, [])
+    print_summary("Evaluation", metrics, record, run_dir, [])
     return metrics

@@ -20,6 +20,7 @@ from genlab.data.strategies import (
     balanced_sample_weights,
     holdout_count,
     stratified_holdout,
+    warn_if_the_val_split_takes_most,
 )
 
 ImageTransform = Callable[[np.ndarray], np.ndarray]
@@ -206,6 +207,7 @@ class ImageDataModule(L.LightningDataModule):
         splits = self._splits or self._load(download=False)
         total = len(splits.train_labels)
         val_count = holdout_count(self.val_size, total, "data.val_size")
+        warn_if_the_val_split_takes_most(self.val_size, val_count, total)
         pool_idx, val_idx = stratified_holdout(splits.train_labels, val_count, self.seed)
         kept, train_labels, self.plan_record = self.plan.apply(splits.train_labels[pool_idx], self.info.num_classes, self.seed)
         train_idx = pool_idx[kept]

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from genlab.errors import ConfigError
+from genlab.errors import ConfigError, warn_in_one_line
 
 BALANCE_MODES = ("none", "sampler", "loss")
 # uniform: a corrupted label is redrawn from all classes, so it may land on the true one (Zhang et al. 2017's random
@@ -29,6 +29,14 @@ def holdout_count(size: int | float, total: int, key: str) -> int:
     if not 1 <= count < total:
         raise ConfigError(key, size, f"a count in [1, {total - 1}] or a fraction in (0, 1) of the {total} training images")
     return count
+
+
+def warn_if_the_val_split_takes_most(size: int | float, count: int, total: int) -> None:
+    """A validation split of over half the training set is a data set smaller than data.val_size was meant for (the
+    default 5000 is CIFAR's): a one-line warning, since the run still trains, on what is left."""
+    if count > total / 2:
+        warn_in_one_line(f"data.val_size={size} holds out {count:,} of the {total:,} training images, leaving "
+                         f"{total - count:,} to train on; give a smaller data.val_size (a count, or a fraction like 0.1)")
 
 
 def stratified_holdout(labels: np.ndarray, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
