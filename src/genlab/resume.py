@@ -338,11 +338,20 @@ def protect_run_dir(run_dir: Path, created: bool | None = None, key: str = "hydr
 class StoppedWhileStarting(SystemExit):
     """SIGTERM before the run was accepted: the start is undone as a refused one (exit code 143, as the signal's)."""
 
-    def __init__(self) -> None:
-        super().__init__(143)
+    def __init__(self, code: int = 143) -> None:  # `code`: how pickle rebuilds it (a parallel worker's result)
+        super().__init__(code)
 
 
 _default_sigterm: Any = None
+_sigterm_left_to_the_sweep = False
+
+
+def leave_sigterm_to_the_sweep() -> None:
+    """A parallel launcher's worker: the sweep's process stops its jobs (it keeps sending SIGTERM until they have
+    stopped, and starts none once stopping), so a start is never cut short here. Raised from the signal, the stop
+    could land in Hydra's own code before the job's, where nothing undoes the start."""
+    global _sigterm_left_to_the_sweep
+    _sigterm_left_to_the_sweep = True
 
 
 def stop_on_sigterm_while_starting() -> None:
@@ -350,6 +359,8 @@ def stop_on_sigterm_while_starting() -> None:
     that stops a job during its start-up (imports, data) leaves no half-made run dir; then SIGTERM is Lightning's
     again (it saves a checkpoint) or the default."""
     global _default_sigterm
+    if _sigterm_left_to_the_sweep:
+        return
     if _default_sigterm is None and threading.current_thread() is threading.main_thread():
         _default_sigterm = signal.signal(signal.SIGTERM, _raise_stopped)
 
