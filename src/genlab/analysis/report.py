@@ -14,6 +14,7 @@ from typing import Any
 from genlab.analysis import figures
 from genlab.analysis.completeness import sweep_dirs_of, unequal_seed_warnings, unfinished_sweep_warnings
 from genlab.analysis.compare_args import Refusal, parse_args, report_dir
+from genlab.analysis.labels import metric_label
 from genlab.analysis.report_wandb import check_project, log_report, read_wandb_runs
 from genlab.analysis.run_files import one_line
 from genlab.analysis.runs import Run, find_run_dirs, load_local_runs, note_lines
@@ -33,8 +34,7 @@ TRAINING_CALLBACK_KEYS = {
     "callbacks.model_checkpoint": ("enabled", "monitor", "mode"),
 }
 # The table's measures of one set of weights; final/<key> is the same measure of the last epoch's weights.
-MEASURES = {"test/acc": "test acc", "train_eval/acc": "train acc (eval)", "gap/acc": "gap", "test/ece": "ECE"}
-WEIGHTS_TITLE = {"": "best ckpt", "final/": "last epoch"}
+TABLE_MEASURES = ("test/acc", "train_eval/acc", "gap/acc", "test/ece")
 
 
 def columns_for(metric: str) -> dict[str, str]:
@@ -43,10 +43,8 @@ def columns_for(metric: str) -> dict[str, str]:
     and the metric itself."""
     prefix = "final/" if metric.startswith("final/") else ""
     other = "" if prefix else "final/"
-    columns = {f"{prefix}{key}": f"{title}, {WEIGHTS_TITLE[prefix]}" for key, title in MEASURES.items()}
-    columns[f"{other}test/acc"] = f"test acc, {WEIGHTS_TITLE[other]}"
-    columns["robust/acc_mean"] = "robust acc"
-    return {**columns, **({} if metric in columns else {metric: metric})}
+    keys = [f"{prefix}{key}" for key in TABLE_MEASURES] + [f"{other}test/acc", "robust/acc_mean"]
+    return {key: metric_label(key) for key in [*keys, *([] if metric in keys else [metric])]}
 
 
 # analysis.compared_weights -> the metric a study ranks by when --metric is not given
@@ -407,7 +405,8 @@ def verdict(groups: list[Group], metric: str, direction: str | None = None) -> s
         return f"No completed run has {metric}."
     best = scored[0]
     better = "lower" if (direction or default_direction(metric)) == "min" else "higher"
-    head = f"Best: {best.label} with {metric} {best.stats[metric].mean:.4f} ({better} is better)"
+    name = metric_label(metric)
+    head = f"Best: {best.label}: {name} {best.stats[metric].mean:.4f} ({better} is better)"
     if len(scored) == 1:
         return f"{head}; it is the only group ({_seeds(best.stats[metric].n)})."
     base = next((g for g in scored if g.baseline), best)
@@ -416,7 +415,7 @@ def verdict(groups: list[Group], metric: str, direction: str | None = None) -> s
     if row.delta == 0:
         same = (f", and gave the very same value on each of the {_seeds(row.identical_seeds)} they share"
                 if row.identical_seeds else "")
-        return (f"No lead: {best.label} and {over} tie at {metric} {best.stats[metric].mean:.4f} "
+        return (f"No lead: {best.label} and {over} tie at {name} {best.stats[metric].mean:.4f} "
                 f"({len(row.runs)} vs {len(other.runs)} seeds){same}.")
     return f"{head}; its lead of {abs(row.delta):.4f} over {over} is {assess(row, other, metric)}."
 
