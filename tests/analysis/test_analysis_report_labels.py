@@ -173,7 +173,8 @@ def test_the_check_tells_okabe_itos_two_oranges_apart_from_distinct_colours():
 def groups_with_seed_counts(root, counts: dict[float, int]):
     for dropout, n in counts.items():
         for seed in range(1, n + 1):
-            write_run(root, f"d{dropout}_s{seed}", seed, 0.8 + dropout / 10 + seed / 100, {"model": {"dropout": dropout}})
+            write_run(root, f"d{dropout}_s{seed}", seed, 0.8 + dropout / 10 + seed / 100,
+                      {"model": {"dropout": dropout}})
     return ranked(root)
 
 
@@ -204,7 +205,8 @@ def test_a_single_seed_group_is_one_marker_and_two_seeds_get_no_interval(tmp_pat
 @pytest.mark.parametrize("counts, title", [
     ({0.0: 1}, "Learning curves of a single run"),
     ({0.0: 1, 0.5: 1}, "Learning curves: a single run per group"),
-    ({0.0: 1, 0.5: 2}, "Learning curves: each group's mean over its seeds, band ±1 std; a one-seed group: its single run"),
+    ({0.0: 1, 0.5: 2},
+     "Learning curves: each group's mean over its seeds, band ±1 std; a one-seed group: its single run"),
     ({0.0: 2, 0.5: 2}, "Learning curves: each group's mean over its seeds, band ±1 std"),
 ])
 def test_learning_curves_of_single_runs_say_single_run(tmp_path, counts, title):

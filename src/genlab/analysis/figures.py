@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genlab.analysis import labels
+from genlab.analysis.robust_stats import performance_profile
 from genlab.analysis.stats import summarize, welch_interval
 from genlab.records import write_atomic
 
@@ -395,10 +396,36 @@ def figure_per_class(groups: list[Group], colors: dict[str, str], most: int = MO
     return fig
 
 
-def group_legend(fig: Figure, groups: list[Group], colors: dict[str, str]) -> None:
+def figure_performance_profile(groups: list[Group], metric: str, colors: dict[str, str],
+                               direction: str) -> Figure | None:
+    """rliable's performance profile: for each threshold τ over the values run, the share of a group's runs that
+    score better than τ, as a step curve per group (a curve to the right, or left when lower is better, wins)."""
+    shown = [g for g in groups if metric in g.stats]
+    values = [r.metrics[metric] for g in shown for r in g.runs if metric in r.metrics]
+    if not values:
+        return None
+    low, high = min(values), max(values)
+    margin = 0.05 * ((high - low) or abs(high) or 1.0)
+    taus = [low - margin + (high - low + 2 * margin) * i / 400 for i in range(401)]
+    fig = new_figure(8, 4.8)
+    ax = fig.subplots()
+    for g in shown:
+        share = performance_profile(values_by_seed(g, metric), taus, direction)
+        ax.step(taus, share, where="post", color=colors[g.label], lw=1.8, gid=f"line:{g.label}")
+    side = "above" if direction == "max" else "below"
+    ax.set(xlabel=f"threshold τ of {labels.metric_label(metric)}", ylabel=f"share of runs {side} τ",
+           ylim=(-0.03, 1.03))
+    fit_title(ax, f"Performance profile: the share of each group's runs scoring {side} τ"
+                  + (" (one seed: a single step)" if 1 in seed_counts(shown, metric) else ""))
+    group_legend(fig, shown, colors, marker="")
+    return fig
+
+
+def group_legend(fig: Figure, groups: list[Group], colors: dict[str, str], marker: str = "o") -> None:
     from matplotlib.lines import Line2D
 
-    bottom_legend(fig, [Line2D([], [], color=colors[g.label], marker="o", lw=0, label=g.label) for g in groups])
+    bottom_legend(fig, [Line2D([], [], color=colors[g.label], marker=marker or None, lw=0 if marker else 2.5,
+                               label=g.label) for g in groups])
 
 
 def bottom_legend(fig: Figure, handles: list, size: float = 8) -> None:
