@@ -6,6 +6,7 @@ import argparse
 import glob
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -139,7 +140,22 @@ def report_dir(out: str | None, run_dirs: list[Path]) -> Path:
         what = "is a run dir" if run_dir == resolved else f"is inside run dir {run_dir}"
         raise Refusal(f"error: {where} {what}, and a run dir belongs to its run; give --out <a folder outside every "
                       "run dir> for the report")
-    return folder
+    return fresh_report_dir(folder)
+
+
+REPORT_FILES = ("report.md", "report.html", "report.csv", "report.tex")
+
+
+def fresh_report_dir(folder: Path) -> Path:
+    """`folder`, or, when an earlier compare.py left a report there, its first report-<n> subfolder without one: a
+    second report never overwrites the first (a study's report is evidence), and one line says where it went."""
+    candidate, n = folder, 1
+    while any(os.path.lexists(candidate / name) for name in REPORT_FILES):
+        n += 1
+        candidate = folder / f"report-{n}"
+    if candidate != folder:
+        print(f"note: {folder} already holds a report; this one goes to {candidate}", file=sys.stderr, flush=True)
+    return candidate
 
 
 def common_folder(run_dirs: list[Path]) -> Path:

@@ -42,6 +42,8 @@ ROBUST_KEY = re.compile(r"^robust/(?P<corruption>.+)_s(?P<severity>\d+)$")
 MOST_CLASSES = 20  # more classes than this: the per-class figure shows those the groups differ most on
 SLOTS_PER_ROW = 40  # (class, group) slots that fit across one panel of the per-class figure
 DPI = 110
+# Where a label may break: after a space or an underscore, and after a dot between names (never inside "0.5").
+WRAP_AT = re.compile(r"(?<=[_ ])|(?<=\.)(?=[A-Za-z])")
 
 
 def show_value(value: Any) -> str:
@@ -98,7 +100,7 @@ def wrap(text: str, width: int) -> str:
     lines: list[str] = []
     for paragraph in text.splitlines() or [""]:
         line = ""
-        for piece in re.split(r"(?<=[_ ])|(?<=\.)(?=[A-Za-z])", paragraph):
+        for piece in WRAP_AT.split(paragraph):
             if line and len(line) + len(piece.rstrip()) > width:
                 lines.append(line.rstrip())
                 line = ""

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genlab.analysis import figures, robust_stats
+from genlab.analysis import exports, figures, robust_stats, terminal
 from genlab.analysis.completeness import sweep_dirs_of, unequal_seed_warnings, unfinished_sweep_warnings
 from genlab.analysis.compare_args import Refusal, parse_args, report_dir
 from genlab.analysis.labels import metric_label
@@ -645,15 +645,15 @@ def to_html(title: str, sentence: str, header: list[str], rows: list[list[str]],
 
 def print_table(header: list[str], rows: list[list[str]], sentence: str, note: str = "") -> None:
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(*header, title="genlab comparison", title_justify="left")
-    for row in rows:
-        table.add_row(*row)
     console = Console()
     if not console.is_terminal:
         console = Console(width=400)  # piped or logged: no terminal width to respect, so do not squeeze the table
+    table, dropped = terminal.fitted_table(console, header, rows)
     console.print(table)
+    if dropped:
+        console.print(f"left out to fit {console.width} columns: {'; '.join(dropped)} (all are in report.md)",
+                      soft_wrap=True, style="dim")
     if note:
         console.print(note, soft_wrap=True, style="dim")
     console.print(sentence, soft_wrap=True)
@@ -721,7 +721,7 @@ def build_report(args) -> Path:
     except OSError as err:  # a read-only or full disk, a file where a folder belongs
         raise Refusal(f"error: cannot write the report into {out}: {one_line(err)}") from None
     print_table(*table_rows(groups, metric, with_ci=False), sentence, note)
-    print(f"report: {(out / 'report.md').resolve()} and report.html", flush=True)
+    print(f"report: {(out / 'report.md').resolve()}, report.html, report.csv and report.tex", flush=True)
     if args.log_wandb:
         said = log_report(args.log_wandb, header, rows, files, out, args.wandb_timeout)
         if said:
@@ -731,7 +731,7 @@ def build_report(args) -> Path:
 
 def write_report(groups: list[Group], runs: list[Run], by: list[str], metric: str, direction: str,
                  header: list[str], rows: list[list[str]], sentence: str, notes: list[str], out: Path) -> list[Path]:
-    """report.md, report.html and the figures in `out`, each written whole (a temp file, then a rename, which also
+    """report.md, report.html, report.csv, report.tex and the figures in `out`, each written whole (a temp file, then a rename, which also
     replaces a link there rather than the file it points to); returns the files written."""
     out.mkdir(parents=True, exist_ok=True)
     colors = figures.group_colors(groups)
@@ -748,4 +748,7 @@ def write_report(groups: list[Group], runs: list[Run], by: list[str], metric: st
     write_atomic(out / "report.md", markdown.encode())
     page = to_html(title, sentence, header, rows, images, notes, colors, runs_table, robust)
     write_atomic(out / "report.html", page.encode())
-    return [out / "report.md", out / "report.html", *images]
+    columns = {key: label for key, label in columns_for(metric).items() if any(key in g.stats for g in groups)}
+    write_atomic(out / "report.csv", exports.table_csv(groups, columns).encode())
+    write_atomic(out / "report.tex", exports.table_latex(groups, columns, metric, ALPHA).encode())
+    return [out / "report.md", out / "report.html", out / "report.csv", out / "report.tex", *images]
