@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from genlab.analysis import figures
 from genlab.analysis import robust_stats as rs
-from genlab.analysis.report import main
-from test_analysis_report_statistics import sweep
+from genlab.analysis.report import group_runs, main, rank_and_test
+from test_analysis_report_statistics import load, sweep
 
 
 def by_hand_improvement(a, b) -> float:
@@ -105,7 +106,22 @@ def test_performance_profile_counts_the_runs_beyond_each_threshold():
     assert rs.performance_profile(values, taus, "min") == [0.0, 0.0, 0.25, 0.75, 1.0]
 
 
-def test_the_report_states_p_of_improvement_beside_the_p_value(tmp_path, capsys):
+def test_the_profile_figure_draws_each_groups_share_above_each_threshold(tmp_path):
+    values = {0.0: [0.90, 0.93, 0.91], 0.5: [0.92, 0.95, 0.94]}
+    groups = rank_and_test(group_runs(load(sweep(tmp_path / "s", values)), ["model.dropout"], "test/acc"),
+                           "test/acc", None)
+    fig = figures.figure_performance_profile(groups, "test/acc", figures.group_colors(groups), "max")
+    ax = fig.axes[0]
+    for g in groups:
+        (line,) = [line for line in ax.lines if line.get_gid() == f"line:{g.label}"]
+        taus = np.asarray(line.get_xdata())
+        mine = np.array(values[dict(g.values)["model.dropout"]])
+        assert list(line.get_ydata()) == pytest.approx([(mine > t).mean() for t in taus])
+    assert ax.get_xlabel() == "threshold τ of test acc, best ckpt" and ax.get_ylabel() == "share of runs above τ"
+
+
+def test_the_report_states_p_of_improvement_beside_the_p_value(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("genlab.analysis.report.write_figures", lambda *args: [])  # the figures are tested above
     sweep(tmp_path / "s", {0.0: [0.90, 0.93, 0.91, 0.92], 0.5: [0.92, 0.95, 0.94, 0.91]})
     out = main([str(tmp_path / "s")])
     printed = capsys.readouterr().out
@@ -116,4 +132,3 @@ def test_the_report_states_p_of_improvement_beside_the_p_value(tmp_path, capsys)
     assert "Welch p = " in line
     markdown = (out / "report.md").read_text()
     assert "## Robust statistics" in markdown and f"{stats.trim_mean(a, 0.25):.4f} [" in markdown
-    assert (out / "profile.png").stat().st_size > 0

@@ -84,6 +84,7 @@ def table_latex(groups: list[Group], columns: dict[str, str], metric: str, alpha
         cells.append("--" if math.isnan(g.p_value) else f"{g.p_value:.3g}")
         lines.append(" & ".join(cells) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}"]
-    caption = (f"% mean [95 % t-interval] over seeds; a single seed has no interval. The best {metric} is bold only "
-               f"when its lead is significant (Holm-adjusted Welch p < {alpha}). Needs \\usepackage{{booktabs}}.")
+    caption = (f"% mean [95 % t-interval] over seeds; a single seed has no interval. The best {columns[metric]} is "
+               f"bold only when its lead is significant (Holm-adjusted Welch p < {alpha}). "
+               "Needs \\usepackage{booktabs}.")
     return caption + "\n" + "\n".join(lines) + "\n"

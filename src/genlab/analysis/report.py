@@ -731,8 +731,8 @@ def build_report(args) -> Path:
 
 def write_report(groups: list[Group], runs: list[Run], by: list[str], metric: str, direction: str,
                  header: list[str], rows: list[list[str]], sentence: str, notes: list[str], out: Path) -> list[Path]:
-    """report.md, report.html, report.csv, report.tex and the figures in `out`, each written whole (a temp file, then a rename, which also
-    replaces a link there rather than the file it points to); returns the files written."""
+    """report.md, report.html, report.csv, report.tex and the figures in `out`, each written whole (a temp file, then
+    a rename, which also replaces a link there rather than the file it points to); returns the files written."""
     out.mkdir(parents=True, exist_ok=True)
     colors = figures.group_colors(groups)
     images = write_figures(groups, by, metric, direction, colors, out)
