@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genlab.analysis import figures
+from genlab.analysis import dashboard, figures
 from genlab.analysis.completeness import sweep_dirs_of, unequal_seed_warnings, unfinished_sweep_warnings
 from genlab.analysis.compare_args import Refusal, parse_args, report_dir
 from genlab.analysis.report_wandb import check_project, log_report, read_wandb_runs
@@ -602,6 +602,8 @@ def build_report(args) -> Path:
     """The report on the runs `args` names, in the folder `report_dir` picks; returns that folder."""
     if args.log_wandb:
         check_project(args.log_wandb)
+    if args.dashboard:
+        dashboard.require_package()
     runs, warnings = load_runs(args)
     local = [Path(r.source) for r in runs if not r.source.startswith("wandb:")]
     out = report_dir(args.out, local)
@@ -613,6 +615,7 @@ def build_report(args) -> Path:
         refuse_unknown_keys(runs, by)
     else:
         by = varying_keys(runs)
+    study = dashboard.plan_study(args.dashboard, runs, by, metric, args.group) if args.dashboard else None
     direction = args.direction or default_direction(metric)
     groups = rank_and_test(group_runs(runs, by, metric), metric, args.baseline, direction)
     later = [w for w in [pooling_warning(runs, by) if args.by else None] if w]
@@ -633,6 +636,9 @@ def build_report(args) -> Path:
         said = log_report(args.log_wandb, header, rows, files, out, args.wandb_timeout)
         if said:
             print(said, file=sys.stderr, flush=True)
+    if study:
+        said = dashboard.publish(dashboard.build_workspace(study), out, args.dashboard)
+        print(said, file=sys.stderr if said.startswith("warning") else sys.stdout, flush=True)
     return out
 
 
