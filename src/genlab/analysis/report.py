@@ -16,7 +16,7 @@ from genlab.analysis.completeness import sweep_dirs_of, unequal_seed_warnings, u
 from genlab.analysis.compare_args import Refusal, parse_args, report_dir
 from genlab.analysis.report_wandb import check_project, log_report, read_wandb_runs
 from genlab.analysis.run_files import one_line
-from genlab.analysis.runs import Run, find_run_dirs, load_local_runs, note_lines
+from genlab.analysis.runs import REPLICATE_KEYS, Run, find_run_dirs, load_local_runs, note_lines, replicates_note
 from genlab.records import write_atomic
 from genlab.analysis.stats import (UNBOUNDED, Summary, holm, is_constant, paired_t_test, permutation_p, pooled_std,
                                    seeds_for_power, sign_flip_p, summarize, welch_t_test)
@@ -118,6 +118,8 @@ def experiment_config(run: Run) -> dict[str, Any]:
     config = {}
     for key, value in run.config.items():
         owner, _, leaf = key.rpartition(".")
+        if key in REPLICATE_KEYS:  # data.fold, which data.folds starts with too
+            continue
         if leaf in TRAINING_CALLBACK_KEYS.get(owner, ()) or not key.startswith(BOOKKEEPING):
             config[key] = value
     for owner, leaves in TRAINING_CALLBACK_KEYS.items():
@@ -230,7 +232,7 @@ def pooling_warning(runs: list[Run], by: list[str]) -> str | None:
 
 def seed_values(group: Group, metric: str) -> dict[Any, float]:
     """The metric by seed, for the seeds that appear once in the group (a repeated seed cannot be paired)."""
-    seeds = [r.config.get("seed") for r in group.runs]
+    seeds = [r.seed for r in group.runs]  # with K-fold, (seed, fold)
     return {s: r.metrics[metric] for s, r in zip(seeds, group.runs) if s is not None and seeds.count(s) == 1}
 
 
@@ -624,7 +626,7 @@ def build_report(args) -> Path:
         print(warning, file=sys.stderr, flush=True)
     header, rows = table_rows(groups, metric)
     sentence = verdict(groups, metric, direction)
-    note = table_note(groups, args.baseline is not None)
+    note = " ".join(filter(None, [table_note(groups, args.baseline is not None), replicates_note(runs)]))
     try:
         files = write_report(groups, runs, by, metric, direction, header, rows, sentence, [note, *warnings, *later],
                              out)
