@@ -48,7 +48,7 @@ def test_more_folds_than_the_smallest_class_has_images_is_one_line():
     labels = np.array([0] * 5 + [1] * 2)
     assert [len(val) for _, val in (stratified_fold(labels, 2, k, 0) for k in range(2))] == [4, 3]
     with pytest.raises(ConfigError, match=r"^data.folds: got 3, expected at most 2, the training images of the "
-                                          r"smallest class \(1\), so that every fold holds every class$"):
+                                          r"smallest class, 1, so that every fold holds every class$"):
         stratified_fold(labels, 3, 0, 0)
 
 

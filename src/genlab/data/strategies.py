@@ -51,8 +51,9 @@ def stratified_fold(labels: np.ndarray, folds: int, fold: int, seed: int) -> tup
     """
     classes, per_class = np.unique(labels, return_counts=True)
     if folds > per_class.min():
-        raise ConfigError("data.folds", folds, f"at most {per_class.min()}, the training images of the smallest class "
-                                               f"({classes[per_class.argmin()]}), so that every fold holds every class")
+        raise ConfigError("data.folds", folds, f"at most {per_class.min()}, the training images of the smallest "
+                                               f"class, {classes[per_class.argmin()]}, so that every fold holds every "
+                                               "class")
     rng = np.random.default_rng(seed)
     order = np.concatenate([rng.permutation(np.flatnonzero(labels == c)) for c in classes])
     assigned = np.empty(len(labels), dtype=np.int64)
