@@ -67,7 +67,7 @@ def test_without_a_key_the_spec_is_written_beside_the_report_and_one_line_says_h
                      f"login` to log in.); its spec is in {path}, save it when online with: python -m "
                      f"genlab.analysis.dashboard {path}"]
     spec = json.loads(path.read_text())
-    assert (spec["entity"], spec["project"]) == ("my-team", "genlab")
+    assert (spec["entity"], spec["project"], spec["displayName"]) == ("my-team", "genlab", f"genlab study: ablation/{SWEEP}")
     runset, panels = runset_and_panels(spec)
     # the runs of the sweep's W&B group, `<experiment>/<sweep dir>` as wandb_identity names it, that finished
     assert runset["filters"]["filters"] == [
@@ -121,6 +121,7 @@ def test_runs_without_a_sweep_group_are_picked_by_run_id_and_one_group_by_its_w_
     runs, _ = load_local_runs(find_run_dirs([str(tmp_path / "runs")]))
     study = dashboard.plan_study("e/genlab", runs, [], "final/test/acc", None)
     assert (study.groups, study.run_ids) == ((), ("run0", "run1"))
+    assert dashboard.build_workspace(study).name == "genlab study: 2 runs"
     runset, _ = runset_and_panels(json.loads(dashboard.spec_json(dashboard.build_workspace(study))))
     assert runset["filters"]["filters"][0] == {"key": {"section": "run", "name": "name"}, "op": "IN",
                                                "value": ["run0", "run1"], "disabled": False}
@@ -133,6 +134,8 @@ def test_runs_without_a_sweep_group_are_picked_by_run_id_and_one_group_by_its_w_
     assert dashboard.plan_study("e/genlab", runs, [], "test/acc", None).groups == ("baseline",)
     assert dashboard.plan_study("e/genlab", runs, [], "test/acc", "g1").groups == ("g1",)
     assert dashboard.Study("e", "p", (), (), (), "test/acc").bars == ["test/acc", "gap/acc", "test/ece"]
+    two_sweeps = dashboard.Study("e", "p", ("s/1", "s/2"), (), (), "test/acc")
+    assert dashboard.build_workspace(two_sweeps).name == "genlab study: s/1 and 1 more"
 
 
 def test_the_group_is_the_one_the_w_and_b_logger_gave_the_job(sweep):

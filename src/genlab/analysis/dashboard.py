@@ -120,9 +120,10 @@ def build_workspace(study: Study):
     # finished: the runs whose numbers the report's statistics use (a failed run ends failed or crashed on W&B)
     filters = [runs, expr.Metric("State") == "finished"]
     columns = [f"summary:{key}" for key in study.bars]
-    where = ", ".join(study.groups) or f"{len(study.run_ids)} runs"
+    more = f" and {len(study.groups) - 1} more" if len(study.groups) > 1 else ""
+    where = f"{study.groups[0]}{more}" if study.groups else f"{len(study.run_ids)} runs"
     return ws.Workspace(
-        entity=study.entity, project=study.project, name=f"genlab study: {where}"[:120],
+        entity=study.entity, project=study.project, name=f"genlab study: {where}",
         sections=[ws.Section(name="Learning curves (mean ± std per group)", panels=curves, is_open=True),
                   ws.Section(name="Test (mean ± std per group)", panels=bars, is_open=True),
                   ws.Section(name="Per class", panels=per_class, is_open=True)],
