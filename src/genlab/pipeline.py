@@ -414,7 +414,7 @@ def start_run(cfg: DictConfig) -> RunStart:
     resume_from = checkpoint_to_resume(cfg.get("ckpt_path"), cfg.get("resume", False), cfg.get("resume_dir"), run_dir,
                                        in_sweep=in_multirun())
     if resume_from is not None:
-        contents = check_checkpoint_fits(resume_from, module.hparams.model, datamodule.info.name)
+        contents = check_checkpoint_fits(resume_from, module.hparams.model, datamodule.info.name, split_spec(datamodule))
         check_resumable(contents, module, resume_from)
     # Every check passed: only now is anything of this run written (a refused start left the run dir as it was).
     start_accepted()

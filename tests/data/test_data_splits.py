@@ -98,7 +98,7 @@ def test_bad_split_settings_are_one_line_naming_the_key(make_cfg, overrides, mes
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
 
 
-def test_eval_rebuilds_the_fold_a_checkpoint_was_trained_on_and_refuses_a_fold_out_of_range(tmp_path):
+def test_eval_rebuilds_the_fold_a_checkpoint_was_trained_on_a_resume_keeps_it_and_a_bad_one_is_refused(tmp_path):
     run_dir = tmp_path / "run"
     cfg = compose_config([*FAST, "trainer.max_epochs=1", "analysis.robustness=false", "data.folds=3", "data.fold=1",
                           "data.split_seed=7", "seed=3"], run_dir)
@@ -124,6 +124,13 @@ def test_eval_rebuilds_the_fold_a_checkpoint_was_trained_on_and_refuses_a_fold_o
     assert str(err.value) == (f"ckpt_path: got '{tmp_path / 'hostile.ckpt'}', expected a checkpoint saved by train.py, "
                               "whose hyper_parameters.data.fold is an integer in [0, 2] with data.folds=3 (sweep them: "
                               "data.fold=0,1,2); this one's is 3 (int)")
+    # a resume on another fold would train on the images it validated on
+    with pytest.raises(ConfigError) as err:
+        run(compose_config([*FAST, "trainer.max_epochs=2", "analysis.robustness=false", "data.folds=3", "data.fold=2",
+                            "data.split_seed=7", "seed=3", "ckpt_path=last", f"resume_dir={run_dir}"], run_dir))
+    assert str(err.value) == (f"ckpt_path: got '{ckpt}', expected a checkpoint of this train/val split: data.fold is 2 "
+                              "here and 1 in the checkpoint (resume with the checkpoint's split, or start a new run)")
+    assert json.loads((run_dir / "results.json").read_text()) == record  # the run dir as it was
     # a checkpoint from before the split was kept drew its holdout with the run's seed, as eval.py draws it again
     for key in ("split_seed", "folds", "fold"):
         del saved["hyper_parameters"]["data"][key]
