@@ -43,8 +43,8 @@ def require(key: str, value: object, ok: bool, expected: str) -> None:
 LOADERS = ("cpu", "gpu")
 COMPARED_WEIGHTS = ("best", "last")
 # Keys every data config has; any other key must be an option of its data set's reader.
-DATA_KEYS = ("name", "data_dir", "download", "batch_size", "val_size", "loader", "num_workers", "pin_memory",
-             "train_fraction", "train_size", "imbalance", "balance", "label_noise", "label_noise_kind")
+DATA_KEYS = ("name", "data_dir", "download", "batch_size", "val_size", "split_seed", "folds", "fold", "loader",
+             "num_workers", "pin_memory", "train_fraction", "train_size", "imbalance", "balance", "label_noise", "label_noise_kind")
 # Data-set options (reader keyword arguments), checked by name: (is it valid?, what is expected).
 DATA_OPTIONS = {
     "labels": (lambda v: v in ("fine", "coarse"), "fine or coarse"),
@@ -66,6 +66,7 @@ def validate_data(data: DictConfig) -> None:
     v = data.val_size
     require("data.val_size", v, (_is_int(v) and v >= 1) or (isinstance(v, float) and 0 < v < 1),
             "a count >= 1 or a fraction in (0, 1) of the training set")
+    validate_split(data.get("split_seed"), data.get("folds"), data.get("fold"))
     require("data.loader", data.get("loader", "cpu"), data.get("loader", "cpu") in LOADERS, f"one of {list(LOADERS)}")
     w = data.num_workers
     require("data.num_workers", w, w == "auto" or (_is_int(w) and w >= 0), "auto or an integer >= 0")
@@ -93,6 +94,18 @@ def validate_data(data: DictConfig) -> None:
             require(f"data.{key}", data[key], ok(data[key]), expected)
     if data.name == "imagefolder":
         require("data.channels", data.channels, data.channels in (1, 3), "1 (grayscale) or 3 (RGB) for an image folder")
+
+
+def validate_split(split_seed: object, folds: object, fold: object) -> None:
+    """data.split_seed, and data.folds with data.fold: both or neither, the fold one of the folds."""
+    require("data.split_seed", split_seed, split_seed is None or (_is_int(split_seed) and 0 <= split_seed <= MAX_SEED),
+            f"null (the run's seed) or an integer in [0, {MAX_SEED}]")
+    require("data.folds", folds, folds is None or (_is_int(folds) and folds >= 2), "null or an integer >= 2")
+    if folds is None:
+        require("data.fold", fold, fold is None, "null without data.folds (set data.folds=K for K-fold)")
+        return
+    require("data.fold", fold, _is_int(fold) and 0 <= fold < folds,
+            f"an integer in [0, {folds - 1}] with data.folds={folds} (sweep them: data.fold={','.join(map(str, range(folds)))})")
 
 
 def _probability(key: str, value: object) -> None:

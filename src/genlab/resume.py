@@ -181,9 +181,11 @@ def checkpoint_to_resume(ckpt_path: str | None, resume: bool, resume_dir: str | 
 FARM_STATE = "genlab_farm"  # the key the retired seed farm's checkpoints have (they hold no Lightning loop state)
 
 
-def check_checkpoint_fits(checkpoint: Path, model: dict[str, Any], data_name: str) -> dict[str, Any]:
+def check_checkpoint_fits(checkpoint: Path, model: dict[str, Any], data_name: str,
+                          split: dict[str, Any] | None = None) -> dict[str, Any]:
     """Refuse a checkpoint of another model family or data set, or of a network that `model` (the build spec the config
-    gives) builds otherwise, naming every setting that differs with both values; one of the retired seed farm (it holds
+    gives) builds otherwise, or of another train/val split than `split` (split_seed, folds, fold: the images it
+    validated on would be trained on), naming every setting that differs with both values; one of the retired seed farm (it holds
     no Lightning loop state: a run resumed from it would start again at epoch 0); and one that is unreadable, corrupt
     or would run code when loaded, before anything reads it further. Returns its contents, whose tensors
     `checkpoints.check_resumable` checks against the module."""
@@ -200,6 +202,12 @@ def check_checkpoint_fits(checkpoint: Path, model: dict[str, Any], data_name: st
     if saved_data.get("name") not in (None, data_name):
         raise ConfigError("data", data_name, f"data={saved_data['name']}, the data set {checkpoint} was trained on")
     differences = network_differences(model, saved_model)
+    # a checkpoint from before the split was kept says nothing of it: its holdout was drawn with the run's seed
+    split_differences = [f"data.{key} is {value!r} here and {saved_data[key]!r} in the checkpoint"
+                         for key, value in (split or {}).items() if key in saved_data and saved_data[key] != value]
+    if split_differences:
+        raise ConfigError("ckpt_path", str(checkpoint), f"a checkpoint of this train/val split: "
+                          f"{'; '.join(split_differences)} (resume with the checkpoint's split, or start a new run)")
     if differences:
         raise ConfigError("ckpt_path", str(checkpoint), f"a checkpoint of this network: {'; '.join(differences)} "
                           "(resume with the checkpoint's settings, or start a new run)")

@@ -78,6 +78,14 @@ def key_list(text: str) -> list[str]:
     return keys
 
 
+def entity_project(text: str) -> str:
+    """--dashboard: ENTITY/PROJECT, as W&B names a project."""
+    entity, slash, project = text.partition("/")
+    if not (entity.strip() and slash and project.strip()) or "/" in project:
+        raise argparse.ArgumentTypeError(f"got {text!r}, expected ENTITY/PROJECT (e.g. my-team/genlab)")
+    return text
+
+
 def seconds(text: str) -> float:
     try:
         value = float(text)
@@ -107,6 +115,9 @@ def parse_args(argv: list[str], description: str | None = None) -> argparse.Name
                         "the runs; never a run dir or a filesystem root)")
     parser.add_argument("--log-wandb", metavar="PROJECT", help="also log the table and report to this W&B project "
                         "(offline, under --out, when W&B cannot start online)")
+    parser.add_argument("--dashboard", type=entity_project, metavar="ENTITY/PROJECT",
+                        help="also build the study's W&B workspace there (needs wandb-workspaces: pip install -e "
+                             "'.[dashboard]'); without a key or a network its spec goes into the report's folder")
     parser.add_argument("--wandb-timeout", type=seconds, default=WANDB_TIMEOUT_S, metavar="SECONDS",
                         help=f"how long --wandb and --log-wandb wait for the W&B server (default: {WANDB_TIMEOUT_S:g}, "
                              "as logger.wandb.init_timeout)")

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genlab.analysis import exports, figures, robust_stats, terminal
+from genlab.analysis import dashboard, exports, figures, robust_stats, terminal
 from genlab.analysis.completeness import sweep_dirs_of, unequal_seed_warnings, unfinished_sweep_warnings
 from genlab.analysis.compare_args import Refusal, parse_args, report_dir
 from genlab.analysis.labels import metric_label
 from genlab.analysis.report_wandb import check_project, log_report, read_wandb_runs
 from genlab.analysis.run_files import one_line
-from genlab.analysis.runs import Run, find_run_dirs, load_local_runs, note_lines
+from genlab.analysis.runs import REPLICATE_KEYS, Run, find_run_dirs, load_local_runs, note_lines, replicates_note
 from genlab.records import write_atomic
 from genlab.analysis.stats import (UNBOUNDED, Summary, holm, is_constant, paired_t_test, permutation_p, pooled_std,
                                    seeds_for_power, sign_flip_p, summarize, welch_t_test)
@@ -116,6 +116,8 @@ def experiment_config(run: Run) -> dict[str, Any]:
     config = {}
     for key, value in run.config.items():
         owner, _, leaf = key.rpartition(".")
+        if key in REPLICATE_KEYS:  # data.fold, which data.folds starts with too
+            continue
         if leaf in TRAINING_CALLBACK_KEYS.get(owner, ()) or not key.startswith(BOOKKEEPING):
             config[key] = value
     for owner, leaves in TRAINING_CALLBACK_KEYS.items():
@@ -228,7 +230,7 @@ def pooling_warning(runs: list[Run], by: list[str]) -> str | None:
 
 def seed_values(group: Group, metric: str) -> dict[Any, float]:
     """The metric by seed, for the seeds that appear once in the group (a repeated seed cannot be paired)."""
-    seeds = [r.config.get("seed") for r in group.runs]
+    seeds = [r.seed for r in group.runs]  # with K-fold, (seed, fold)
     return {s: r.metrics[metric] for s, r in zip(seeds, group.runs) if s is not None and seeds.count(s) == 1}
 
 
@@ -690,6 +692,8 @@ def build_report(args) -> Path:
     """The report on the runs `args` names, in the folder `report_dir` picks; returns that folder."""
     if args.log_wandb:
         check_project(args.log_wandb)
+    if args.dashboard:
+        dashboard.require_package()
     runs, warnings = load_runs(args)
     local = [Path(r.source) for r in runs if not r.source.startswith("wandb:")]
     out = report_dir(args.out, local)
@@ -701,6 +705,7 @@ def build_report(args) -> Path:
         refuse_unknown_keys(runs, by)
     else:
         by = varying_keys(runs)
+    study = dashboard.plan_study(args.dashboard, runs, by, metric, args.group) if args.dashboard else None
     direction = args.direction or default_direction(metric)
     groups = rank_and_test(group_runs(runs, by, metric), metric, args.baseline, direction)
     later = [w for w in [pooling_warning(runs, by) if args.by else None] if w]
@@ -714,7 +719,7 @@ def build_report(args) -> Path:
     else:
         lines.append(improvement_verdict(groups, metric, direction))
     sentence = "\n".join(line for line in lines if line)
-    note = table_note(groups, args.baseline is not None)
+    note = " ".join(filter(None, [table_note(groups, args.baseline is not None), replicates_note(runs)]))
     try:
         files = write_report(groups, runs, by, metric, direction, header, rows, sentence, [note, *warnings, *later],
                              out)
@@ -726,6 +731,9 @@ def build_report(args) -> Path:
         said = log_report(args.log_wandb, header, rows, files, out, args.wandb_timeout)
         if said:
             print(said, file=sys.stderr, flush=True)
+    if study:
+        said = dashboard.publish(dashboard.build_workspace(study), out, args.dashboard)
+        print(said, file=sys.stderr if said.startswith("warning") else sys.stdout, flush=True)
     return out
 
 

@@ -50,6 +50,25 @@ def stratified_holdout(labels: np.ndarray, count: int, seed: int) -> tuple[np.nd
     return np.sort(kept), np.sort(held)
 
 
+def stratified_fold(labels: np.ndarray, folds: int, fold: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (kept, held_out) of stratified K-fold: held out is fold `fold` of `folds`, kept the other folds.
+
+    Each class's samples, in an order drawn from `seed`, are dealt to the folds in turn, each class continuing where
+    the one before stopped: every class's count per fold, and the folds' sizes, differ by at most one, as with
+    scikit-learn's StratifiedKFold; the folds of one seed are disjoint and cover the whole set.
+    """
+    classes, per_class = np.unique(labels, return_counts=True)
+    if folds > per_class.min():
+        raise ConfigError("data.folds", folds, f"at most {per_class.min()}, the training images of the smallest "
+                                               f"class, {classes[per_class.argmin()]}, so that every fold holds every "
+                                               "class")
+    rng = np.random.default_rng(seed)
+    order = np.concatenate([rng.permutation(np.flatnonzero(labels == c)) for c in classes])
+    assigned = np.empty(len(labels), dtype=np.int64)
+    assigned[order] = np.arange(len(labels)) % folds
+    return np.flatnonzero(assigned != fold), np.flatnonzero(assigned == fold)
+
+
 def stratified_subset(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
     """Sorted indices of `count` samples whose class proportions match `labels` (within rounding)."""
     if count >= len(labels):

@@ -21,7 +21,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from genlab.config import MAX_SEED, require, validate_data
-from genlab.data.datamodule import ImageDataModule
+from genlab.data.datamodule import SPLIT_KEYS, ImageDataModule
 from genlab.data.strategies import TrainingSetPlan
 from genlab.errors import ConfigError
 from genlab.models.registry import DATA_ARGS
@@ -214,6 +214,7 @@ def check_loadable(checkpoint: dict[str, Any], path: str | Path, data: DictConfi
         require("data.seed", seed, is_count(seed) and seed <= MAX_SEED, f"an integer in [0, {MAX_SEED}]")
         plan = asdict(TrainingSetPlan.from_saved(trained_on))
         split = {"val_size": trained_on["val_size"]} if trained_on.get("val_size") is not None else {}
+        split.update({key: trained_on[key] for key in SPLIT_KEYS if key in trained_on})  # older checkpoints: absent
         saved = {**plan, **split}
         for key, value in saved.items():
             require(f"data.{key}", value, is_setting(value), "a number, a string or null")
