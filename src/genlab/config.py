@@ -288,6 +288,19 @@ def validate_callbacks(callbacks: DictConfig) -> None:
                               "(callbacks=default has early_stopping; regularization=early_stopping needs it)")
 
 
+def validate_weight_averaging(callbacks: DictConfig) -> None:
+    """callbacks.weight_averaging's kind and dose, where it is on."""
+    from genlab.training.averaging import AVERAGING_KINDS
+
+    spec = callbacks.get("weight_averaging")
+    if not hasattr(spec, "get") or not spec.get("enabled", False):
+        return
+    require("callbacks.weight_averaging.kind", spec.kind, spec.kind in AVERAGING_KINDS, f"one of {list(AVERAGING_KINDS)}")
+    _fraction("callbacks.weight_averaging.swa_start", spec.swa_start)
+    decay = spec.ema_decay
+    require("callbacks.weight_averaging.ema_decay", decay, _is_number(decay) and 0 < decay < 1, "a number in (0, 1)")
+
+
 def validate_analysis(analysis: DictConfig) -> None:
     from genlab.analysis.corruptions import CORRUPTIONS
 
@@ -387,6 +400,7 @@ def validate(cfg: DictConfig, cuda_available: bool | None = None) -> None:
         validate_regularization(cfg.regularization)
     if cfg.get("callbacks") is not None:
         validate_callbacks(cfg.callbacks)
+        validate_weight_averaging(cfg.callbacks)
         validate_monitors(cfg.callbacks, dataset_info(cfg.data.name, cfg.data.data_dir,
                                                       **options_in(cfg.data.name, cfg.data)).num_classes)
     validate_trainer(cfg.trainer, cuda_available)
