@@ -167,10 +167,28 @@ def validate_optimization(optimizer: DictConfig, scheduler: DictConfig, trainer:
     require("optimizer.base_batch_size", base, _is_int(base) and base >= 1, "an integer >= 1")
     check_implementation(optimizer.get("implementation", "auto"), optimizer_class,
                          clips_under_mixed_precision(trainer.precision, trainer.get("gradient_clip_val")))
+    validate_sharpness_aware(optimizer, trainer)
     require("scheduler.name", scheduler.name, scheduler.name in SCHEDULERS, f"one of {list(SCHEDULERS)}")
     warmup = scheduler.get("warmup_epochs", 0)
     require("scheduler.warmup_epochs", warmup, _is_number(warmup) and 0 <= warmup <= trainer.max_epochs,
             f"a number in [0, trainer.max_epochs={trainer.max_epochs}]")
+
+
+def validate_sharpness_aware(optimizer: DictConfig, trainer: DictConfig) -> None:
+    """SAM's radius, and the trainer settings its second pass cannot work under."""
+    rho = optimizer.get("sam_rho", 0.0)
+    require("optimizer.sam_rho", rho, _is_number(rho) and rho >= 0, "a number >= 0 (0 = off)")
+    adaptive = optimizer.get("sam_adaptive", False)
+    require("optimizer.sam_adaptive", adaptive, isinstance(adaptive, bool), "true or false")
+    if not rho:
+        return
+    # Lightning's 16-mixed runs the closure before step() to unscale the gradients and steps without it: no second pass.
+    require("trainer.precision", trainer.precision, str(trainer.precision) not in ("16-mixed", "16"),
+            "32, bf16-mixed or a *-true precision with optimizer.sam_rho > 0: under 16-mixed Lightning's gradient "
+            "scaler steps the optimizer without the closure SAM's second pass needs")
+    accumulate = trainer.get("accumulate_grad_batches", 1)
+    require("trainer.accumulate_grad_batches", accumulate, accumulate == 1, "1 with optimizer.sam_rho > 0: the "
+            "second pass would add one batch's gradient at w + e to the accumulated ones at w")
 
 
 def available_models() -> list[str]:

@@ -31,9 +31,11 @@ FACTOR = {"dropout": {"model.dropout": 0.5}, "l2": {"optimizer.weight_decay": 0.
           "l1": {"loss.l1": 1e-5}, "batchnorm": {"model.norm": "batch"}, "label_smoothing": {"loss.label_smoothing": 0.1},
           "mixup": {"augmentation.mixup_alpha": 0.2}, "early_stopping": {"callbacks.early_stopping.enabled": True},
           "swa": {"callbacks.weight_averaging.enabled": True},  # kind: swa is the callback's own default
-          "ema": {"callbacks.weight_averaging.enabled": True, "callbacks.weight_averaging.kind": "ema"}}
-# Presets that are another dose or variant of one in `all` and cannot be on beside it (one averaging callback).
-ALTERNATIVES = ("ema",)
+          "ema": {"callbacks.weight_averaging.enabled": True, "callbacks.weight_averaging.kind": "ema"},
+          "sam": {"optimizer.sam_rho": 0.05}, "asam": {"optimizer.sam_rho": 2.0, "optimizer.sam_adaptive": True}}
+# Presets that are another dose or variant of one in `all` and cannot be on beside it (one averaging callback, one
+# sharpness-aware radius).
+ALTERNATIVES = ("ema", "asam")
 NORM_LAYERS = (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)
 
 
