@@ -113,12 +113,13 @@ def validate_augmentation(aug: DictConfig, data: DictConfig) -> None:
     require("augmentation.tta", aug.tta, isinstance(aug.tta, bool), "true or false")
     n = aug.preview_images
     require("augmentation.preview_images", n, _is_int(n) and 0 <= n <= 1024, "an integer in [0, 1024] (0 = no preview)")
-    if "crop_padding" in aug:  # standard and the presets built on it (strong, randaugment)
+    if "crop_padding" in aug:  # standard and the presets built on it (strong, randaugment, trivialaugment)
         _fraction("augmentation.crop_padding", aug.crop_padding)
         require("augmentation.hflip", aug.hflip, isinstance(aug.hflip, bool), "true or false")
         size = aug.cutout_size
         require("augmentation.cutout_size", size, _is_number(size) and 0 < size <= 1, "a fraction of the side in (0, 1]")
         _probability("augmentation.cutout_prob", aug.cutout_prob)
+        _probability("augmentation.erasing_prob", aug.get("erasing_prob", 0.0))
     if aug.name == "strong":
         for key in ("shift", "scale", "brightness", "contrast", "saturation"):
             _fraction(f"augmentation.{key}", aug[key])
