@@ -44,7 +44,7 @@ LOADERS = ("cpu", "gpu")
 COMPARED_WEIGHTS = ("best", "last")
 # Keys every data config has; any other key must be an option of its data set's reader.
 DATA_KEYS = ("name", "data_dir", "download", "batch_size", "val_size", "loader", "num_workers", "pin_memory",
-             "train_fraction", "train_size", "imbalance", "balance", "label_noise", "label_noise_kind")
+             "train_fraction", "train_size", "imbalance", "balance", "balance_beta", "label_noise", "label_noise_kind")
 # Data-set options (reader keyword arguments), checked by name: (is it valid?, what is expected).
 DATA_OPTIONS = {
     "labels": (lambda v: v in ("fine", "coarse"), "fine or coarse"),
@@ -80,6 +80,8 @@ def validate_data(data: DictConfig) -> None:
     require("data.imbalance", r, _is_number(r) and r >= 1, "a max/min class-count ratio >= 1 (1 = unchanged)")
     b = data.get("balance", "none")
     require("data.balance", b, b in BALANCE_MODES, f"one of {list(BALANCE_MODES)}")
+    beta = data.get("balance_beta", 0.9999)
+    require("data.balance_beta", beta, _is_number(beta) and 0 <= beta < 1, "a number in [0, 1)")
     noise = data.get("label_noise", 0.0)
     require("data.label_noise", noise, _is_number(noise) and 0 <= noise <= 1, "a fraction in [0, 1]")
     kind = data.get("label_noise_kind", "uniform")
@@ -279,6 +281,8 @@ def validate_loss(loss: DictConfig) -> None:
     ls = loss.label_smoothing
     require("loss.label_smoothing", ls, _is_number(ls) and 0 <= ls < 1, "a number in [0, 1)")
     require("loss.l1", loss.l1, _is_number(loss.l1) and loss.l1 >= 0, "a number >= 0")
+    tau = loss.get("logit_adjustment", 0.0)
+    require("loss.logit_adjustment", tau, _is_number(tau) and tau >= 0, "a number >= 0 (0 = off; 1 is Menon et al.'s)")
     gamma = loss.get("gamma", 0.0)
     require("loss.gamma", gamma, _is_number(gamma) and gamma >= 0, "a number >= 0")
 

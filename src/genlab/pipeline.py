@@ -54,7 +54,7 @@ from genlab.training.loggers import (
 from genlab.training.module import ImageClassifier
 from genlab.training.random_state import RandomStateInCheckpoint
 
-PLAN_KEYS = ("train_fraction", "train_size", "imbalance", "label_noise", "label_noise_kind", "balance")
+PLAN_KEYS = ("train_fraction", "train_size", "imbalance", "label_noise", "label_noise_kind", "balance", "balance_beta")
 MIXING_KEYS = ("mixup_alpha", "cutmix_alpha", "mix_prob", "switch_prob")
 PREVIEW_FILE = "augmentations.png"
 DERIVED_METRICS = ("gap/", "final/gap/", "robust/")  # computed by the pipeline after testing, not logged by a test pass
@@ -112,6 +112,7 @@ def build_module(cfg: DictConfig, datamodule: ImageDataModule) -> ImageClassifie
         loss=OmegaConf.to_container(cfg.loss, resolve=True),
         mixing={key: augmentation[key] for key in MIXING_KEYS if key in augmentation},
         class_weights=datamodule.class_weights(),
+        class_priors=datamodule.class_priors() if cfg.loss.get("logit_adjustment", 0.0) else None,
         tta=bool(augmentation.get("tta", False)),
         **run_options,
     )

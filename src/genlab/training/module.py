@@ -103,6 +103,7 @@ class ImageClassifier(L.LightningModule):
         loss: the training objective: name (cross_entropy | focal), label_smoothing, l1, and gamma for focal.
         mixing: `BatchMixing` arguments (mixup/cutmix); None = no mixing.
         class_weights: per-class weights of the training loss (class-balanced loss); None = unweighted.
+        class_priors: the training set's class frequencies, for loss.logit_adjustment; None where it is off.
         tta: at test time, average the predictions of each image and its mirror image.
         channels_last: keep the network's weights, and put its inputs, in NHWC memory layout.
         compile: run the network through torch.compile (see `CompiledOrEager`).
@@ -111,7 +112,7 @@ class ImageClassifier(L.LightningModule):
     def __init__(self, model: dict[str, Any], optimizer: dict[str, Any], scheduler: dict[str, Any], data: dict[str, Any],
                  loss: dict[str, Any] | None = None, mixing: dict[str, float] | None = None,
                  class_weights: list[float] | None = None, tta: bool = False, channels_last: bool = False,
-                 compile: bool = False):
+                 compile: bool = False, class_priors: list[float] | None = None):
         super().__init__()
         # logger=False: the run logs its whole resolved config itself; Lightning logging these after it would
         # overwrite the config's data, model and optimizer sections with the module's narrower ones.
@@ -124,7 +125,8 @@ class ImageClassifier(L.LightningModule):
         loss = dict(loss or {})
         self.l1 = loss.pop("l1", 0.0)
         weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
-        self.objective = Objective(**loss, class_weights=weights)
+        priors = torch.tensor(class_priors, dtype=torch.float64).float() if class_priors else None
+        self.objective = Objective(**loss, class_weights=weights, class_priors=priors)
         self.mixing = BatchMixing(**(mixing or {}))
         self.sharpness_aware = optimizer.get("sam_rho", 0.0) > 0  # two passes per step (genlab.training.sam)
         self._first_pass_inputs: tuple[torch.Tensor, torch.Tensor] | None = None
