@@ -122,6 +122,10 @@ def validate_augmentation(aug: DictConfig, data: DictConfig) -> None:
         require("augmentation.cutout_size", size, _is_number(size) and 0 < size <= 1, "a fraction of the side in (0, 1]")
         _probability("augmentation.cutout_prob", aug.cutout_prob)
         _probability("augmentation.erasing_prob", aug.get("erasing_prob", 0.0))
+    erasing = aug.get("erasing_prob", 0.0)
+    require("augmentation.erasing_prob", erasing, "crop_padding" in aug or erasing == 0,
+            f"0 with augmentation={aug.name}: random erasing follows the ops of standard, strong, randaugment or "
+            "trivialaugment")
     if aug.name == "strong":
         for key in ("shift", "scale", "brightness", "contrast", "saturation"):
             _fraction(f"augmentation.{key}", aug[key])

@@ -32,7 +32,8 @@ FACTOR = {"dropout": {"model.dropout": 0.5}, "l2": {"optimizer.weight_decay": 0.
           "mixup": {"augmentation.mixup_alpha": 0.2}, "early_stopping": {"callbacks.early_stopping.enabled": True},
           "swa": {"callbacks.weight_averaging.enabled": True},  # kind: swa is the callback's own default
           "ema": {"callbacks.weight_averaging.enabled": True, "callbacks.weight_averaging.kind": "ema"},
-          "sam": {"optimizer.sam_rho": 0.05}, "asam": {"optimizer.sam_rho": 2.0, "optimizer.sam_adaptive": True}}
+          "sam": {"optimizer.sam_rho": 0.05}, "asam": {"optimizer.sam_rho": 2.0, "optimizer.sam_adaptive": True},
+          "trivialaugment": {"augmentation.name": "trivialaugment"}, "random_erasing": {"augmentation.erasing_prob": 0.5}}
 # Presets that are another dose or variant of one in `all` and cannot be on beside it (one averaging callback, one
 # sharpness-aware radius).
 ALTERNATIVES = ("ema", "asam")

@@ -240,11 +240,10 @@ class ImageDataModule(L.LightningDataModule):
     def class_weights(self) -> list[float] | None:
         """Loss weights per class when `balance` is loss (inverse frequency) or effective_number (after setup), else
         None."""
-        labels, classes = self.train_set.labels, self.info.num_classes
         if self.plan.balance == "loss":
-            return balanced_class_weights(labels, classes).tolist()
+            return balanced_class_weights(self.train_set.labels, self.info.num_classes).tolist()
         if self.plan.balance == "effective_number":
-            return effective_number_weights(labels, classes, self.plan.balance_beta).tolist()
+            return effective_number_weights(self.train_set.labels, self.info.num_classes, self.plan.balance_beta).tolist()
         return None
 
     def class_priors(self) -> list[float]:
