@@ -106,3 +106,8 @@ def test_erasing_is_zhong_et_als_setting_after_the_other_ops_and_only_where_aske
 def test_a_bad_erasing_probability_is_refused_in_one_line(make_cfg):
     with pytest.raises(ConfigError, match=r"^augmentation.erasing_prob: got 1.5, expected a probability in \[0, 1\]$"):
         validate(make_cfg("augmentation=trivialaugment", "augmentation.erasing_prob=1.5"))
+
+
+def test_erasing_without_crop_ops_is_refused_rather_than_silently_skipped(make_cfg):
+    with pytest.raises(ConfigError, match=r"^augmentation.erasing_prob: got 0.5, expected 0 with augmentation=none"):
+        validate(make_cfg("regularization=random_erasing", "augmentation=none"))
