@@ -32,6 +32,7 @@ from genlab.summary import print_summary
 from genlab.threads import use_torch_threads
 from genlab.resume import (CHECKPOINT_DIR, check_checkpoint_fits, checkpoint_to_resume, kept_record, lock_run_dir, release_run_dir,
                            resume_command, start_accepted, undo_refused_start)
+from genlab.training.averaging import AveragedWeights
 from genlab.training.checkpoints import (check_loadable, check_resumable, checkpoint_globals, read_checkpoint,
                                         save_and_load_checkpoints_safely)
 from genlab.training.ddp import isolated_distributed_job, launch_ddp_workers_as_this_job
@@ -53,7 +54,7 @@ from genlab.training.loggers import (
 from genlab.training.module import ImageClassifier
 from genlab.training.random_state import RandomStateInCheckpoint
 
-PLAN_KEYS = ("train_fraction", "train_size", "imbalance", "label_noise", "label_noise_kind", "balance")
+PLAN_KEYS = ("train_fraction", "train_size", "imbalance", "label_noise", "label_noise_kind", "balance", "balance_beta")
 MIXING_KEYS = ("mixup_alpha", "cutmix_alpha", "mix_prob", "switch_prob")
 PREVIEW_FILE = "augmentations.png"
 DERIVED_METRICS = ("gap/", "final/gap/", "robust/")  # computed by the pipeline after testing, not logged by a test pass
@@ -113,6 +114,7 @@ def build_module(cfg: DictConfig, datamodule: ImageDataModule) -> ImageClassifie
         loss=OmegaConf.to_container(cfg.loss, resolve=True),
         mixing={key: augmentation[key] for key in MIXING_KEYS if key in augmentation},
         class_weights=datamodule.class_weights(),
+        class_priors=datamodule.class_priors() if cfg.loss.get("logit_adjustment", 0.0) else None,
         tta=bool(augmentation.get("tta", False)),
         **run_options,
     )
@@ -320,7 +322,25 @@ def tested_weights(cfg: DictConfig, trainer: L.Trainer, best: str | None) -> dic
         score = callback.best_model_score
         tested = {"test": {"weights": "best", "epoch": epoch_of(best), "monitor": callback.monitor,
                            "mode": callback.mode, "score": None if score is None else float(score)}, "final": last}
+    averaging = weight_averaging_of(trainer)
+    if averaging is not None:
+        tested = {name: with_averaging(entry, averaging) for name, entry in tested.items()}
     return {**tested, "analysis": tested["final" if compares_last(cfg) else "test"]}
+
+
+def weight_averaging_of(trainer: L.Trainer) -> AveragedWeights | None:
+    return next((c for c in trainer.callbacks if isinstance(c, AveragedWeights)), None)
+
+
+def with_averaging(entry: dict[str, Any], averaging: AveragedWeights) -> dict[str, Any]:
+    """A `tested` entry with `averaged`: the averaging's kind, dose, updates and batch norm, or false where the tested
+    weights are the current ones (a checkpoint from before SWA's first average, or a run that never averaged)."""
+    if entry["weights"] == "last":
+        averaged = averaging.record() if averaging.updates > 0 else False
+    else:
+        epoch = entry["epoch"]
+        averaged = averaging.record(epoch) if epoch is not None and averaging.averages_epoch(epoch) else False
+    return {**entry, "averaged": averaged}
 
 
 def log_derived_metrics(trainer: L.Trainer, metrics: dict[str, float]) -> None:

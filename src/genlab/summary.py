@@ -12,9 +12,12 @@ from genlab.models import format_flops
 
 def describe_weights(tested: dict[str, Any]) -> str:
     """'epoch 12, lowest val/loss' or 'epoch 29, the last', from a results.json `tested` entry."""
+    averaged = tested.get("averaged")
+    suffix = f", {averaged['kind'].upper()}-averaged weights" if averaged else ""
     if tested["weights"] == "best":
-        return f"epoch {tested['epoch']}, {'lowest' if tested['mode'] == 'min' else 'highest'} {tested['monitor']}"
-    return f"epoch {tested['epoch']}, the last"
+        return (f"epoch {tested['epoch']}, {'lowest' if tested['mode'] == 'min' else 'highest'} {tested['monitor']}"
+                f"{suffix}")
+    return f"epoch {tested['epoch']}, the last{suffix}"
 
 
 def weights_rows(metrics: dict[str, float], tested: dict[str, dict[str, Any]] | None) -> list[tuple[str, str]]:

@@ -11,7 +11,7 @@ from genlab.errors import ConfigError
 
 from test_analysis_report_statistics import write_run
 
-STUDIES = ("regularization_ablation", "label_noise", "data_scaling", "depth")
+STUDIES = ("regularization_ablation", "label_noise", "data_scaling", "depth", "long_tail")
 
 
 @pytest.mark.parametrize("experiment", [*STUDIES, *(f"{s}_smoke" for s in STUDIES), "architecture_zoo", "batch_size"])

@@ -32,6 +32,7 @@ BOOKKEEPING = ("seed", "task_name", "tags", "ckpt_path", "resume", "optimized_me
 TRAINING_CALLBACK_KEYS = {
     "callbacks.early_stopping": ("enabled", "monitor", "mode", "patience", "min_delta"),
     "callbacks.model_checkpoint": ("enabled", "monitor", "mode"),
+    "callbacks.weight_averaging": ("enabled", "kind", "swa_start", "ema_decay"),
 }
 # The table's measures of one set of weights; final/<key> is the same measure of the last epoch's weights.
 TABLE_MEASURES = ("test/acc", "train_eval/acc", "gap/acc", "test/ece")

@@ -17,6 +17,8 @@ from genlab.errors import DataError
 from genlab.data.strategies import (
     TrainingSetPlan,
     balanced_class_weights,
+    class_priors,
+    effective_number_weights,
     balanced_sample_weights,
     holdout_count,
     stratified_fold,
@@ -254,10 +256,17 @@ class ImageDataModule(L.LightningDataModule):
         return images.numpy(), self.train_set.labels[indices]
 
     def class_weights(self) -> list[float] | None:
-        """Loss weights per class when `balance=loss` (after setup), else None."""
-        if self.plan.balance != "loss":
-            return None
-        return balanced_class_weights(self.train_set.labels, self.info.num_classes).tolist()
+        """Loss weights per class when `balance` is loss (inverse frequency) or effective_number (after setup), else
+        None."""
+        if self.plan.balance == "loss":
+            return balanced_class_weights(self.train_set.labels, self.info.num_classes).tolist()
+        if self.plan.balance == "effective_number":
+            return effective_number_weights(self.train_set.labels, self.info.num_classes, self.plan.balance_beta).tolist()
+        return None
+
+    def class_priors(self) -> list[float]:
+        """The training set's class frequencies (after setup), for the logit-adjusted loss."""
+        return class_priors(self.train_set.labels, self.info.num_classes).tolist()
 
     def train_dataloader(self) -> DataLoader:
         rank, world_size = self.process_slot()

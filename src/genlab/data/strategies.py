@@ -13,7 +13,7 @@ import numpy as np
 
 from genlab.errors import ConfigError, warn_in_one_line
 
-BALANCE_MODES = ("none", "sampler", "loss")
+BALANCE_MODES = ("none", "sampler", "loss", "effective_number")
 # uniform: a corrupted label is redrawn from all classes, so it may land on the true one (Zhang et al. 2017's random
 # labels: at rate 1 the labels carry no information and test accuracy falls to chance). other_class: it is redrawn from
 # the other classes only, so every corrupted label is wrong (at rate 1 the net learns to avoid the true class and
@@ -127,6 +127,24 @@ def balanced_class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return weights
 
 
+def effective_number_weights(labels: np.ndarray, num_classes: int, beta: float) -> np.ndarray:
+    """Cui et al. 2019's class-balanced weights: w_c proportional to (1 - beta) / (1 - beta^n_c), the inverse of the
+    class's effective number of samples, normalised to sum to the number of classes present (theirs: to C); absent
+    classes weigh 0. beta -> 1 tends to inverse frequency, beta = 0 to no weighting."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.zeros(num_classes)
+    weights[present] = (1 - beta) / (1 - beta ** counts[present])
+    return weights * present.sum() / weights.sum()
+
+
+def class_priors(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """pi_c = n_c / N, the training set's class frequencies; an absent class counts as one image, so its log-prior is
+    finite (log 0 would make the logit-adjusted loss of a mixed target NaN)."""
+    counts = np.maximum(np.bincount(labels, minlength=num_classes), 1).astype(np.float64)
+    return counts / counts.sum()
+
+
 def balanced_sample_weights(labels: np.ndarray) -> np.ndarray:
     """1 / n_(label) per sample: a sampler drawing by these weights sees every class equally often."""
     return 1.0 / np.bincount(labels)[labels]
@@ -142,6 +160,7 @@ class TrainingSetPlan:
     label_noise: float = 0.0
     balance: str = "none"
     label_noise_kind: str = "uniform"
+    balance_beta: float = 0.9999
 
     @classmethod
     def from_saved(cls, saved: dict[str, Any]) -> "TrainingSetPlan":

@@ -174,7 +174,8 @@ def check_weights_fit(checkpoint: dict[str, Any], module: torch.nn.Module, path:
 # The module's settings that its __init__ unpacks or iterates, by what they must be for it to get that far.
 MODULE_SETTINGS = {"optimizer": (dict, "a dict"), "scheduler": (dict, "a dict"), "data": (dict, "a dict"),
                    "loss": ((dict, type(None)), "a dict or null"), "mixing": ((dict, type(None)), "a dict or null"),
-                   "class_weights": ((list, type(None)), "a list of per-class weights or null")}
+                   "class_weights": ((list, type(None)), "a list of per-class weights or null"),
+                   "class_priors": ((list, type(None)), "a list of class frequencies or null")}
 
 
 def module_to_load(checkpoint: dict[str, Any], path: str | Path, **overrides: Any) -> ImageClassifier:
