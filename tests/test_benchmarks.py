@@ -54,7 +54,7 @@ def test_augmentation_harness_measures_every_preset_and_the_device_path_and_writ
     rows = load("augmentation_throughput").main(["--images", "64", "--batch-size", "32", "--repeats", "1",
                                                  "--out", str(tmp_path)])
     workers = [row for row in rows if row["path"] == "albumentations"]
-    assert [row["preset"] for row in workers] == ["none", "standard", "strong", "randaugment", "custom"]
+    assert [row["preset"] for row in workers] == ["none", "standard", "strong", "randaugment", "trivialaugment", "custom"]
     assert all(row["in_process"] > 0 and row["one_worker"] > 0 for row in workers)
     on_cpu = [row for row in rows if row["path"] == "device cpu"]
     assert [row["preset"] for row in on_cpu] == ["none", "standard"] and all(row["in_process"] > 0 for row in on_cpu)

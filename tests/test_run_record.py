@@ -175,3 +175,24 @@ def test_wandb_keeps_the_tested_checkpoints_and_the_runs_facts_offline(finished_
     assert summary["torch_threads"] == record["torch_threads"]["threads"] and summary["status"] == "completed"
     (exit_record,) = [r.exit for r in records if r.WhichOneof("record_type") == "exit"]
     assert exit_record.exit_code == 0
+
+
+def test_the_dashboards_panels_show_keys_the_run_logged_to_wandb(finished_run):
+    """Every key a panel of compare.py --dashboard reads, and the run it filters on, are in the W&B record."""
+    from genlab.analysis import dashboard
+    from genlab.analysis.runs import load_local_run
+
+    run_dir, _, _ = finished_run
+    records = wandb_records(run_dir)
+    logged = {item.key or item.nested_key[0] for r in records if r.WhichOneof("record_type") == "history"
+              for item in r.history.item}  # media and tables are nested: <key>/_type, <key>/path…
+    run = load_local_run(run_dir)
+    for metric in ("test/acc", "final/test/acc"):
+        study = dashboard.plan_study("me/genlab", [run], ["model.name"], metric, None)
+        assert study.run_ids == (next(r for r in records if r.WhichOneof("record_type") == "run").run.run_id,)
+        shown = [dashboard.STEP, *dashboard.CURVES, *study.bars, dashboard.PER_CLASS_TABLE, dashboard.CONFUSION_PLOT,
+                 dashboard.CONFUSION_IMAGE]
+        assert set(shown) <= logged, set(shown) - logged
+        spec = dashboard.spec_json(dashboard.build_workspace(study))
+        assert all(json.dumps(key) in spec for key in shown)
+    assert "model.name" in wandb_config(records)  # the key the runs are grouped on, as W&B keeps it

@@ -43,8 +43,9 @@ def require(key: str, value: object, ok: bool, expected: str) -> None:
 LOADERS = ("cpu", "gpu")
 COMPARED_WEIGHTS = ("best", "last")
 # Keys every data config has; any other key must be an option of its data set's reader.
-DATA_KEYS = ("name", "data_dir", "download", "batch_size", "val_size", "loader", "num_workers", "pin_memory",
-             "train_fraction", "train_size", "imbalance", "balance", "label_noise", "label_noise_kind")
+DATA_KEYS = ("name", "data_dir", "download", "batch_size", "val_size", "split_seed", "folds", "fold", "loader",
+             "num_workers", "pin_memory", "train_fraction", "train_size", "imbalance", "balance", "balance_beta",
+             "label_noise", "label_noise_kind")
 # Data-set options (reader keyword arguments), checked by name: (is it valid?, what is expected).
 DATA_OPTIONS = {
     "labels": (lambda v: v in ("fine", "coarse"), "fine or coarse"),
@@ -66,6 +67,7 @@ def validate_data(data: DictConfig) -> None:
     v = data.val_size
     require("data.val_size", v, (_is_int(v) and v >= 1) or (isinstance(v, float) and 0 < v < 1),
             "a count >= 1 or a fraction in (0, 1) of the training set")
+    validate_split(data.get("split_seed"), data.get("folds"), data.get("fold"))
     require("data.loader", data.get("loader", "cpu"), data.get("loader", "cpu") in LOADERS, f"one of {list(LOADERS)}")
     w = data.num_workers
     require("data.num_workers", w, w == "auto" or (_is_int(w) and w >= 0), "auto or an integer >= 0")
@@ -80,6 +82,8 @@ def validate_data(data: DictConfig) -> None:
     require("data.imbalance", r, _is_number(r) and r >= 1, "a max/min class-count ratio >= 1 (1 = unchanged)")
     b = data.get("balance", "none")
     require("data.balance", b, b in BALANCE_MODES, f"one of {list(BALANCE_MODES)}")
+    beta = data.get("balance_beta", 0.9999)
+    require("data.balance_beta", beta, _is_number(beta) and 0 <= beta < 1, "a number in [0, 1)")
     noise = data.get("label_noise", 0.0)
     require("data.label_noise", noise, _is_number(noise) and 0 <= noise <= 1, "a fraction in [0, 1]")
     kind = data.get("label_noise_kind", "uniform")
@@ -93,6 +97,18 @@ def validate_data(data: DictConfig) -> None:
             require(f"data.{key}", data[key], ok(data[key]), expected)
     if data.name == "imagefolder":
         require("data.channels", data.channels, data.channels in (1, 3), "1 (grayscale) or 3 (RGB) for an image folder")
+
+
+def validate_split(split_seed: object, folds: object, fold: object) -> None:
+    """data.split_seed, and data.folds with data.fold: both or neither, the fold one of the folds."""
+    require("data.split_seed", split_seed, split_seed is None or (_is_int(split_seed) and 0 <= split_seed <= MAX_SEED),
+            f"null (the run's seed) or an integer in [0, {MAX_SEED}]")
+    require("data.folds", folds, folds is None or (_is_int(folds) and folds >= 2), "null or an integer >= 2")
+    if folds is None:
+        require("data.fold", fold, fold is None, "null without data.folds (set data.folds=K for K-fold)")
+        return
+    require("data.fold", fold, _is_int(fold) and 0 <= fold < folds,
+            f"an integer in [0, {folds - 1}] with data.folds={folds} (sweep them: data.fold={','.join(map(str, range(folds)))})")
 
 
 def _probability(key: str, value: object) -> None:
@@ -113,12 +129,17 @@ def validate_augmentation(aug: DictConfig, data: DictConfig) -> None:
     require("augmentation.tta", aug.tta, isinstance(aug.tta, bool), "true or false")
     n = aug.preview_images
     require("augmentation.preview_images", n, _is_int(n) and 0 <= n <= 1024, "an integer in [0, 1024] (0 = no preview)")
-    if "crop_padding" in aug:  # standard and the presets built on it (strong, randaugment)
+    if "crop_padding" in aug:  # standard and the presets built on it (strong, randaugment, trivialaugment)
         _fraction("augmentation.crop_padding", aug.crop_padding)
         require("augmentation.hflip", aug.hflip, isinstance(aug.hflip, bool), "true or false")
         size = aug.cutout_size
         require("augmentation.cutout_size", size, _is_number(size) and 0 < size <= 1, "a fraction of the side in (0, 1]")
         _probability("augmentation.cutout_prob", aug.cutout_prob)
+        _probability("augmentation.erasing_prob", aug.get("erasing_prob", 0.0))
+    erasing = aug.get("erasing_prob", 0.0)
+    require("augmentation.erasing_prob", erasing, "crop_padding" in aug or erasing == 0,
+            f"0 with augmentation={aug.name}: random erasing follows the ops of standard, strong, randaugment or "
+            "trivialaugment")
     if aug.name == "strong":
         for key in ("shift", "scale", "brightness", "contrast", "saturation"):
             _fraction(f"augmentation.{key}", aug[key])
@@ -167,10 +188,28 @@ def validate_optimization(optimizer: DictConfig, scheduler: DictConfig, trainer:
     require("optimizer.base_batch_size", base, _is_int(base) and base >= 1, "an integer >= 1")
     check_implementation(optimizer.get("implementation", "auto"), optimizer_class,
                          clips_under_mixed_precision(trainer.precision, trainer.get("gradient_clip_val")))
+    validate_sharpness_aware(optimizer, trainer)
     require("scheduler.name", scheduler.name, scheduler.name in SCHEDULERS, f"one of {list(SCHEDULERS)}")
     warmup = scheduler.get("warmup_epochs", 0)
     require("scheduler.warmup_epochs", warmup, _is_number(warmup) and 0 <= warmup <= trainer.max_epochs,
             f"a number in [0, trainer.max_epochs={trainer.max_epochs}]")
+
+
+def validate_sharpness_aware(optimizer: DictConfig, trainer: DictConfig) -> None:
+    """SAM's radius, and the trainer settings its second pass cannot work under."""
+    rho = optimizer.get("sam_rho", 0.0)
+    require("optimizer.sam_rho", rho, _is_number(rho) and rho >= 0, "a number >= 0 (0 = off)")
+    adaptive = optimizer.get("sam_adaptive", False)
+    require("optimizer.sam_adaptive", adaptive, isinstance(adaptive, bool), "true or false")
+    if not rho:
+        return
+    # Lightning's 16-mixed runs the closure before step() to unscale the gradients and steps without it: no second pass.
+    require("trainer.precision", trainer.precision, str(trainer.precision) not in ("16-mixed", "16"),
+            "32, bf16-mixed or a *-true precision with optimizer.sam_rho > 0: under 16-mixed Lightning's gradient "
+            "scaler steps the optimizer without the closure SAM's second pass needs")
+    accumulate = trainer.get("accumulate_grad_batches", 1)
+    require("trainer.accumulate_grad_batches", accumulate, accumulate == 1, "1 with optimizer.sam_rho > 0: the "
+            "second pass would add one batch's gradient at w + e to the accumulated ones at w")
 
 
 def available_models() -> list[str]:
@@ -260,6 +299,8 @@ def validate_loss(loss: DictConfig) -> None:
     ls = loss.label_smoothing
     require("loss.label_smoothing", ls, _is_number(ls) and 0 <= ls < 1, "a number in [0, 1)")
     require("loss.l1", loss.l1, _is_number(loss.l1) and loss.l1 >= 0, "a number >= 0")
+    tau = loss.get("logit_adjustment", 0.0)
+    require("loss.logit_adjustment", tau, _is_number(tau) and tau >= 0, "a number >= 0 (0 = off; 1 is Menon et al.'s)")
     gamma = loss.get("gamma", 0.0)
     require("loss.gamma", gamma, _is_number(gamma) and gamma >= 0, "a number >= 0")
 
@@ -286,6 +327,19 @@ def validate_callbacks(callbacks: DictConfig) -> None:
         if hasattr(spec, "get") and spec.get("enabled", True) and "_target_" not in spec:
             raise ConfigError(f"callbacks.{name}.enabled", True, f"false: the callbacks group has no {name} callback "
                               "(callbacks=default has early_stopping; regularization=early_stopping needs it)")
+
+
+def validate_weight_averaging(callbacks: DictConfig) -> None:
+    """callbacks.weight_averaging's kind and dose, where it is on."""
+    from genlab.training.averaging import AVERAGING_KINDS
+
+    spec = callbacks.get("weight_averaging")
+    if not hasattr(spec, "get") or not spec.get("enabled", False):
+        return
+    require("callbacks.weight_averaging.kind", spec.kind, spec.kind in AVERAGING_KINDS, f"one of {list(AVERAGING_KINDS)}")
+    _fraction("callbacks.weight_averaging.swa_start", spec.swa_start)
+    decay = spec.ema_decay
+    require("callbacks.weight_averaging.ema_decay", decay, _is_number(decay) and 0 < decay < 1, "a number in (0, 1)")
 
 
 def validate_analysis(analysis: DictConfig) -> None:
@@ -412,6 +466,7 @@ def validate(cfg: DictConfig, cuda_available: bool | None = None) -> None:
         validate_regularization(cfg.regularization)
     if cfg.get("callbacks") is not None:
         validate_callbacks(cfg.callbacks)
+        validate_weight_averaging(cfg.callbacks)
         validate_monitors(cfg.callbacks, dataset_info(cfg.data.name, cfg.data.data_dir,
                                                       **options_in(cfg.data.name, cfg.data)).num_classes)
     validate_trainer(cfg.trainer, cuda_available)

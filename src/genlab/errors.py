@@ -1,4 +1,5 @@
-"""The error types a user sees instead of a traceback."""
+"""The error types a user sees instead of a traceback, and the one-line warning."""
+import sys
 
 
 class ConfigError(ValueError):
@@ -19,3 +20,12 @@ class NonFiniteLoss(RuntimeError):
 
 class RunFailed(RuntimeError):
     """A run stopped without a result; its results.json says `status: failed` and why."""
+
+
+def warn_in_one_line(message: str) -> None:
+    """`warning: …` on stderr, from rank zero: Python's warnings add the source line that raised them, a second line a
+    user has nothing to do with."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    if rank_zero_only.rank == 0:
+        print(f"warning: {message}", file=sys.stderr, flush=True)

@@ -89,6 +89,7 @@ class SweepSummary(Callback):
         try:  # it names the sweep dir, which the launcher creates next: it must not leave outputs/multirun
             check_task_name(_SWEEP_NAME["task"])
             plan = plan_of(config, GlobalHydra.instance().config_loader())
+            check_one_training_set_size_knob(plan)
             # Resolved (and cached) now, before the launcher and the jobs read it; a new sweep's dir is created here
             self._sweep_dir = Path(str(config.hydra.sweep.dir))
             self._sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -188,6 +189,29 @@ def check_sweep_dir(sweep_dir: Path, plan: Any, continues: bool) -> None:
     if changed:
         print(f"continuing with values the sweep's earlier jobs did not have: {' '.join(sorted(changed))} (completed "
               "jobs are kept unless these train them further)", flush=True)
+
+
+def check_one_training_set_size_knob(plan: Any) -> None:
+    """data.train_fraction and data.train_size size the training set two ways, and a run takes one (config.validate_data).
+    A sweep over one with the other given too (`experiment=data_scaling data.train_size=500`) would fail every job but
+    the fraction-1.0 ones, hours in: refused before the first job, with the command that sweeps sizes instead."""
+    from genlab.sweep import override_key
+
+    for job in plan.jobs or []:
+        values = {override_key(o): o.split("=", 1)[1] for o in job if "=" in o}
+        fraction, size = values.get("data.train_fraction"), values.get("data.train_size")
+        if fraction is None or size in (None, "null"):
+            continue
+        try:
+            if float(fraction) == 1.0:
+                continue
+        except ValueError:
+            continue  # not a number: the job's own validation names it
+        fractions = dict.fromkeys(v for j in plan.jobs for k, v in (o.split("=", 1) for o in j if "=" in o)
+                                  if override_key(k) == "data.train_fraction")
+        raise ConfigError("data.train_size", size, f"null while the sweep sets data.train_fraction "
+                          f"({','.join(fractions)}): one knob sizes the training set. To sweep sizes instead, add "
+                          "data.train_fraction=1.0 (the command line replaces a preset's sweep of it)")
 
 
 def keep_the_study_threads(sweep_dir: Path) -> None:

@@ -50,8 +50,11 @@ def prepare_worker(parent_environ: dict[str, str | None]) -> None:
             os.environ[name] = value
     # loky makes its own start method the worker's default, and a job's DataLoader workers cannot start with it
     multiprocessing.set_start_method(None, force=True)
+    from genlab.resume import leave_sigterm_to_the_sweep
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, ignore_until_lightning_handles_it)
+    leave_sigterm_to_the_sweep()
 
 
 def ignore_until_lightning_handles_it(signum: int, frame: Any) -> None:
@@ -138,6 +141,20 @@ def finished_line(job_dir: Path, number: int, overrides: Sequence[str], seconds:
             f"({shown_overrides(plan, list(overrides))}); output: {job_dir / OUTPUT_FILE}")
 
 
+def take_back_output(log: Path, size: int | None) -> str:
+    """What a job kept as it was wrote to its output.log, removed from it (its dir stays byte for byte as it was; a
+    log that was not there is deleted) and returned, for the terminal."""
+    with contextlib.suppress(OSError):
+        with open(log, "r+b") as file:
+            file.seek(size or 0)
+            text = file.read().decode(errors="replace")
+            file.truncate(size or 0)
+        if size is None:
+            log.unlink()
+        return text
+    return ""
+
+
 class JobInWorker:
     """The task function as a parallel launcher's worker runs it: not at all once the sweep is stopping; else with its
     output in the job's run dir, and one line to the terminal when it finishes."""
@@ -156,11 +173,15 @@ class JobInWorker:
             undo_refused_start()  # Hydra made the job's dir and wrote into it: the job never started
             return None
         t0, before = time.perf_counter(), read_record(job_dir)
+        log = job_dir / OUTPUT_FILE
+        logged = log.stat().st_size if log.is_file() else None
         try:
-            with output_to(job_dir / OUTPUT_FILE):
+            with output_to(log):
                 return self.task_function(cfg)
         finally:
             kept = bool(before) and read_record(job_dir) == before
+            if kept:
+                print(take_back_output(log, logged), end="", flush=True)
             print(finished_line(job_dir, int(hydra_cfg.job.num), [str(o) for o in hydra_cfg.overrides.task],
                                 time.perf_counter() - t0, kept), flush=True)
 

@@ -25,7 +25,7 @@ from genlab.cli import in_multirun
 from genlab.config import MODEL_RUN_KEYS, validate, validate_augmentation, validate_data, validate_epoch_length
 from genlab.data.augment import build_train_transform
 from genlab.data.catalog import dataset_info, options_in
-from genlab.data.datamodule import ImageDataModule
+from genlab.data.datamodule import SPLIT_KEYS, ImageDataModule
 from genlab.data.device_augment import DeviceAugment, cpu_fallback_message, unsupported_reason
 from genlab.data.strategies import TrainingSetPlan
 from genlab.errors import ConfigError, NonFiniteLoss, RunFailed
@@ -35,6 +35,7 @@ from genlab.summary import print_summary
 from genlab.threads import use_torch_threads
 from genlab.resume import (CHECKPOINT_DIR, check_checkpoint_fits, checkpoint_to_resume, kept_record, lock_run_dir, release_run_dir,
                            resume_command, start_accepted, undo_refused_start)
+from genlab.training.averaging import AveragedWeights
 from genlab.training.checkpoints import (check_loadable, check_resumable, checkpoint_globals, read_checkpoint,
                                         save_and_load_checkpoints_safely)
 from genlab.training.ddp import isolated_distributed_job, launch_ddp_workers_as_this_job
@@ -58,7 +59,7 @@ from genlab.training.module import ImageClassifier
 from genlab.training.optim import scale_learning_rate
 from genlab.training.random_state import RandomStateInCheckpoint
 
-PLAN_KEYS = ("train_fraction", "train_size", "imbalance", "label_noise", "label_noise_kind", "balance")
+PLAN_KEYS = ("train_fraction", "train_size", "imbalance", "label_noise", "label_noise_kind", "balance", "balance_beta")
 MIXING_KEYS = ("mixup_alpha", "cutmix_alpha", "mix_prob", "switch_prob")
 PREVIEW_FILE = "augmentations.png"
 # computed by the pipeline after testing, not logged by a test pass
@@ -69,10 +70,12 @@ warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` i
 
 
 def build_datamodule(data: DictConfig, seed: int, augmentation: DictConfig | None = None,
-                     plan: TrainingSetPlan | None = None, val_size: int | float | None = None) -> ImageDataModule:
+                     plan: TrainingSetPlan | None = None, val_size: int | float | None = None,
+                     split: dict[str, Any] | None = None) -> ImageDataModule:
     """The data module of `data`: its reader's options, the training-set plan and the augmentation policy (if any),
-    run per image in loader workers or, with data.loader=gpu, batch-wise on the device. `val_size` replaces
-    data.val_size where a checkpoint says how its splits were drawn."""
+    run per image in loader workers or, with data.loader=gpu, batch-wise on the device. `val_size` and `split`
+    (split_seed, folds, fold) replace data's own where a checkpoint says how its splits were drawn."""
+    split = {key: data.get(key) for key in SPLIT_KEYS} if split is None else split
     options = options_in(data.name, data)
     on_device = data.get("loader", "cpu") == "gpu"
     transform = device_augment = None
@@ -92,7 +95,7 @@ def build_datamodule(data: DictConfig, seed: int, augmentation: DictConfig | Non
         val_size=data.val_size if val_size is None else val_size,
         num_workers=data.num_workers, pin_memory=data.pin_memory, download=data.download, seed=seed,
         train_transform=transform, options=options, on_device=on_device, device_augment=device_augment,
-        plan=plan or TrainingSetPlan(**{key: data[key] for key in PLAN_KEYS if key in data}),
+        plan=plan or TrainingSetPlan(**{key: data[key] for key in PLAN_KEYS if key in data}), **split,
     )
 
 
@@ -117,18 +120,25 @@ def build_module(cfg: DictConfig, datamodule: ImageDataModule) -> ImageClassifie
         loss=OmegaConf.to_container(cfg.loss, resolve=True),
         mixing={key: augmentation[key] for key in MIXING_KEYS if key in augmentation},
         class_weights=datamodule.class_weights(),
+        class_priors=datamodule.class_priors() if cfg.loss.get("logit_adjustment", 0.0) else None,
         tta=bool(augmentation.get("tta", False)),
         **run_options,
     )
 
 
 def training_data_spec(cfg: DictConfig, datamodule: ImageDataModule) -> dict[str, Any]:
-    """What defines the images the model was trained and validated on, kept in every checkpoint: the data set, the seed
-    and val_size that draw the splits, the training-set plan, the per-device batch size and the normalisation. eval.py
-    rebuilds exactly these splits from it, whatever its own data.val_size says."""
+    """What defines the images the model was trained and validated on, kept in every checkpoint: the data set, the seed,
+    the val_size or fold and the split seed that draw the splits, the training-set plan, the per-device batch size and
+    the normalisation. eval.py rebuilds exactly these splits from it, whatever its own data.* say."""
     return {"name": datamodule.info.name, "seed": cfg.seed, "options": datamodule.options, "val_size": datamodule.val_size,
-            "batch_size": datamodule.batch_size, **asdict(datamodule.plan),
+            **split_spec(datamodule), "batch_size": datamodule.batch_size, **asdict(datamodule.plan),
             "normalization": None if datamodule.mean is None else {"mean": list(datamodule.mean), "std": list(datamodule.std)}}
+
+
+def split_spec(datamodule: ImageDataModule) -> dict[str, Any]:
+    """How the train/val split was drawn: the seed that drew it (the run's, unless data.split_seed set one) and the
+    K-fold (folds and fold; None for a val_size holdout)."""
+    return {"split_seed": datamodule.split_seed, "folds": datamodule.folds, "fold": datamodule.fold}
 
 
 def model_record(module: ImageClassifier) -> dict[str, Any]:
@@ -155,7 +165,7 @@ def save_preview(cfg: DictConfig, datamodule: ImageDataModule, run_dir: Path, lo
 def data_record(datamodule: ImageDataModule) -> dict[str, Any]:
     """What the run trained and was tested on, for results.json: sizes, normalisation and the training-set strategy."""
     return {"name": datamodule.info.name, "train_size": len(datamodule.train_set), "val_size": len(datamodule.val_set),
-            "test_size": len(datamodule.test_set), "options": datamodule.options,
+            "test_size": len(datamodule.test_set), **split_spec(datamodule), "options": datamodule.options,
             "normalization": {"mean": list(datamodule.mean), "std": list(datamodule.std)},
             "strategy": datamodule.plan_record}
 
@@ -358,7 +368,25 @@ def tested_weights(cfg: DictConfig, trainer: L.Trainer, best: str | None) -> dic
         score = callback.best_model_score
         tested = {"test": {"weights": "best", "epoch": epoch_of(best), "monitor": callback.monitor,
                            "mode": callback.mode, "score": None if score is None else float(score)}, "final": last}
+    averaging = weight_averaging_of(trainer)
+    if averaging is not None:
+        tested = {name: with_averaging(entry, averaging) for name, entry in tested.items()}
     return {**tested, "analysis": tested["final" if compares_last(cfg) else "test"]}
+
+
+def weight_averaging_of(trainer: L.Trainer) -> AveragedWeights | None:
+    return next((c for c in trainer.callbacks if isinstance(c, AveragedWeights)), None)
+
+
+def with_averaging(entry: dict[str, Any], averaging: AveragedWeights) -> dict[str, Any]:
+    """A `tested` entry with `averaged`: the averaging's kind, dose, updates and batch norm, or false where the tested
+    weights are the current ones (a checkpoint from before SWA's first average, or a run that never averaged)."""
+    if entry["weights"] == "last":
+        averaged = averaging.record() if averaging.updates > 0 else False
+    else:
+        epoch = entry["epoch"]
+        averaged = averaging.record(epoch) if epoch is not None and averaging.averages_epoch(epoch) else False
+    return {**entry, "averaged": averaged}
 
 
 def log_derived_metrics(trainer: L.Trainer, metrics: dict[str, float]) -> None:
@@ -412,8 +440,7 @@ def _run(cfg: DictConfig) -> dict[str, float]:
     finally:
         finish_wandb(loggers, start.record.get("status", "crashed"))
     if trainer.is_global_zero:
-        print_summary("Run summary", metrics, start.record["model"], start.record["wall_time_s"], run_dir, sync_hints,
-                      start.record["tested"], start.record["torch_threads"])
+        print_summary("Run summary", metrics, start.record, run_dir, sync_hints)
     return metrics
 
 
@@ -452,7 +479,7 @@ def start_run(cfg: DictConfig) -> RunStart:
     resume_from = checkpoint_to_resume(cfg.get("ckpt_path"), cfg.get("resume", False), cfg.get("resume_dir"), run_dir,
                                        in_sweep=in_multirun())
     if resume_from is not None:
-        contents = check_checkpoint_fits(resume_from, module.hparams.model, datamodule.info.name)
+        contents = check_checkpoint_fits(resume_from, module.hparams.model, datamodule.info.name, split_spec(datamodule))
         check_resumable(contents, module, resume_from)
     # Every check passed: only now is anything of this run written (a refused start left the run dir as it was).
     start_accepted()
@@ -601,10 +628,13 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if cfg.data.name != trained_on["name"]:
         raise ConfigError("data", cfg.data.name, f"data={trained_on['name']}, the data set this checkpoint was trained on")
     seed = cfg.seed if cfg.get("seed") is not None else trained_on["seed"]
-    # train_eval must come from the training set the model saw: the val_size and seed that carved out its val split,
-    # its subset, long tail and noisy labels. Checkpoints from before val_size was kept fall back to data.val_size.
+    # train_eval must come from the training set the model saw: the val_size or fold and the seed that carved out its
+    # val split, its subset, long tail and noisy labels. Checkpoints from before val_size was kept fall back to
+    # data.val_size; those from before the split seed was kept drew their split with the run's seed.
     plan = TrainingSetPlan.from_saved(trained_on)
-    datamodule = build_datamodule(cfg.data, seed, plan=plan, val_size=trained_on.get("val_size"))
+    split = {key: trained_on.get(key) for key in SPLIT_KEYS}
+    split["split_seed"] = trained_on["seed"] if split["split_seed"] is None else split["split_seed"]
+    datamodule = build_datamodule(cfg.data, seed, plan=plan, val_size=trained_on.get("val_size"), split=split)
     if datamodule.info.num_classes != module.num_classes:
         raise ConfigError("data", dict(datamodule.options), f"the options the checkpoint was trained with "
                           f"({trained_on.get('options')}): it predicts {module.num_classes} classes, not {datamodule.info.num_classes}")
@@ -618,5 +648,5 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
               "metrics": metrics, "model": model_record(module), "data": data_record(datamodule),
               "wall_time_s": time.perf_counter() - t0, "git": git_state(), "packages": package_versions()}
     write_json_atomic(run_dir / "eval_results.json", record)
-    print_summary("Evaluation", metrics, record["model"], record["wall_time_s"], run_dir, [])
+    print_summary("Evaluation", metrics, record, run_dir, [])
     return metrics

@@ -181,9 +181,11 @@ def checkpoint_to_resume(ckpt_path: str | None, resume: bool, resume_dir: str | 
 FARM_STATE = "genlab_farm"  # the key the retired seed farm's checkpoints have (they hold no Lightning loop state)
 
 
-def check_checkpoint_fits(checkpoint: Path, model: dict[str, Any], data_name: str) -> dict[str, Any]:
+def check_checkpoint_fits(checkpoint: Path, model: dict[str, Any], data_name: str,
+                          split: dict[str, Any] | None = None) -> dict[str, Any]:
     """Refuse a checkpoint of another model family or data set, or of a network that `model` (the build spec the config
-    gives) builds otherwise, naming every setting that differs with both values; one of the retired seed farm (it holds
+    gives) builds otherwise, or of another train/val split than `split` (split_seed, folds, fold: the images it
+    validated on would be trained on), naming every setting that differs with both values; one of the retired seed farm (it holds
     no Lightning loop state: a run resumed from it would start again at epoch 0); and one that is unreadable, corrupt
     or would run code when loaded, before anything reads it further. Returns its contents, whose tensors
     `checkpoints.check_resumable` checks against the module."""
@@ -200,6 +202,12 @@ def check_checkpoint_fits(checkpoint: Path, model: dict[str, Any], data_name: st
     if saved_data.get("name") not in (None, data_name):
         raise ConfigError("data", data_name, f"data={saved_data['name']}, the data set {checkpoint} was trained on")
     differences = network_differences(model, saved_model)
+    # a checkpoint from before the split was kept says nothing of it: its holdout was drawn with the run's seed
+    split_differences = [f"data.{key} is {value!r} here and {saved_data[key]!r} in the checkpoint"
+                         for key, value in (split or {}).items() if key in saved_data and saved_data[key] != value]
+    if split_differences:
+        raise ConfigError("ckpt_path", str(checkpoint), f"a checkpoint of this train/val split: "
+                          f"{'; '.join(split_differences)} (resume with the checkpoint's split, or start a new run)")
     if differences:
         raise ConfigError("ckpt_path", str(checkpoint), f"a checkpoint of this network: {'; '.join(differences)} "
                           "(resume with the checkpoint's settings, or start a new run)")
@@ -338,11 +346,20 @@ def protect_run_dir(run_dir: Path, created: bool | None = None, key: str = "hydr
 class StoppedWhileStarting(SystemExit):
     """SIGTERM before the run was accepted: the start is undone as a refused one (exit code 143, as the signal's)."""
 
-    def __init__(self) -> None:
-        super().__init__(143)
+    def __init__(self, code: int = 143) -> None:  # `code`: how pickle rebuilds it (a parallel worker's result)
+        super().__init__(code)
 
 
 _default_sigterm: Any = None
+_sigterm_left_to_the_sweep = False
+
+
+def leave_sigterm_to_the_sweep() -> None:
+    """A parallel launcher's worker: the sweep's process stops its jobs (it keeps sending SIGTERM until they have
+    stopped, and starts none once stopping), so a start is never cut short here. Raised from the signal, the stop
+    could land in Hydra's own code before the job's, where nothing undoes the start."""
+    global _sigterm_left_to_the_sweep
+    _sigterm_left_to_the_sweep = True
 
 
 def stop_on_sigterm_while_starting() -> None:
@@ -350,6 +367,8 @@ def stop_on_sigterm_while_starting() -> None:
     that stops a job during its start-up (imports, data) leaves no half-made run dir; then SIGTERM is Lightning's
     again (it saves a checkpoint) or the default."""
     global _default_sigterm
+    if _sigterm_left_to_the_sweep:
+        return
     if _default_sigterm is None and threading.current_thread() is threading.main_thread():
         _default_sigterm = signal.signal(signal.SIGTERM, _raise_stopped)
 

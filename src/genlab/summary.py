@@ -12,38 +12,63 @@ from genlab.models import format_flops
 
 def describe_weights(tested: dict[str, Any]) -> str:
     """'epoch 12, lowest val/loss' or 'epoch 29, the last', from a results.json `tested` entry."""
+    averaged = tested.get("averaged")
+    suffix = f", {averaged['kind'].upper()}-averaged weights" if averaged else ""
     if tested["weights"] == "best":
-        return f"epoch {tested['epoch']}, {'lowest' if tested['mode'] == 'min' else 'highest'} {tested['monitor']}"
-    return f"epoch {tested['epoch']}, the last"
+        return (f"epoch {tested['epoch']}, {'lowest' if tested['mode'] == 'min' else 'highest'} {tested['monitor']}"
+                f"{suffix}")
+    return f"epoch {tested['epoch']}, the last{suffix}"
 
 
-def print_summary(title: str, metrics: dict[str, float], model: dict[str, Any], wall_time_s: float, run_dir: Path,
-                  notes: list[str], tested: dict[str, dict[str, Any]] | None = None,
-                  threads: dict[str, Any] | None = None) -> None:
-    """Final metrics, model size and cost and time in a table, then where the outputs went and `notes` (e.g. W&B sync),
-    each on a line of its own that never wraps.
+def weights_rows(metrics: dict[str, float], tested: dict[str, dict[str, Any]] | None) -> list[tuple[str, str]]:
+    """Test and train accuracy and the gap of each set of weights the run tested, and the test loss and calibration of
+    the compared ones. The weights the study compares (analysis.compared_weights) come first and unmarked; the other
+    set, where it differs, follows as `…, <which>`: a study of the last epoch must not read the best checkpoint's train
+    accuracy as its own."""
+    if not tested:
+        return [("test accuracy", f"{metrics['test/acc']:.4f}"),
+                ("train accuracy (eval mode)", f"{metrics['train_eval/acc']:.4f}"),
+                ("generalization gap (train - test)", f"{metrics['gap/acc']:+.4f}"), *loss_rows(metrics, "")]
+    compared_last = tested["analysis"] == tested["final"] and tested["test"] != tested["final"]
+    sets = [("final/", "last epoch"), ("", "best checkpoint")] if compared_last else [("", "best"), ("final/", "last epoch")]
+    if tested["test"] == tested["final"]:
+        sets = sets[:1]
+    rows = [("compared weights", describe_weights(tested["analysis"]))]
+    for number, (prefix, which) in enumerate(sets):
+        suffix = f", {which}" if number else ""
+        rows += [(f"test accuracy{suffix}", f"{metrics[f'{prefix}test/acc']:.4f}"),
+                 (f"train accuracy (eval mode){suffix}", f"{metrics[f'{prefix}train_eval/acc']:.4f}"),
+                 (f"generalization gap (train - test){suffix}", f"{metrics[f'{prefix}gap/acc']:+.4f}")]
+    return [*rows, *loss_rows(metrics, sets[0][0])]
 
-    `model` is the run record's model entry: name, params and flops (per image, one forward pass). `tested` (a
-    training run's) names the weights test/* and final/* describe; final/test/acc is shown beside test/acc.
-    `threads` (the record's torch_threads) says how many torch threads trained, and why that many.
+
+def loss_rows(metrics: dict[str, float], prefix: str) -> list[tuple[str, str]]:
+    return [("test loss", f"{metrics[f'{prefix}test/loss']:.4f}"),
+            ("test calibration error (ECE)", f"{metrics[f'{prefix}test/ece']:.4f}")]
+
+
+def print_summary(title: str, metrics: dict[str, float], record: dict[str, Any], run_dir: Path,
+                  notes: list[str]) -> None:
+    """Final metrics, data sizes, model size and cost and time in a table, then where the outputs went and `notes`
+    (e.g. W&B sync), each on a line of its own that never wraps.
+
+    `record` is the run's results.json (or eval.py's eval_results.json): its model entry (name, params, flops per
+    image, one forward pass), data sizes, wall time and, a training run's, `tested` (which weights test/* and final/*
+    describe) and torch_threads (how many torch threads trained, and why that many).
     """
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(overflow="fold")
+    model, data, threads = record["model"], record.get("data") or {}, record.get("torch_threads")
     rows = [
-        *([("tested weights", describe_weights(tested["test"]))] if tested else []),
-        ("test accuracy", f"{metrics['test/acc']:.4f}"),
-        *([("test accuracy, last epoch", f"{metrics['final/test/acc']:.4f}")]
-          if tested and tested["test"] != tested["final"] else []),
-        ("train accuracy (eval mode)", f"{metrics['train_eval/acc']:.4f}"),
-        ("generalization gap (train - test)", f"{metrics['gap/acc']:+.4f}"),
-        ("test loss", f"{metrics['test/loss']:.4f}"),
-        ("test calibration error (ECE)", f"{metrics['test/ece']:.4f}"),
+        *weights_rows(metrics, record.get("tested")),
         *([("accuracy under corruptions", f"{metrics['robust/acc_mean']:.4f}")] if "robust/acc_mean" in metrics else []),
+        *([("images train / val / test", " / ".join(f"{data[f'{split}_size']:,}" for split in ("train", "val", "test")))]
+          if "train_size" in data else []),
         ("model", model["name"]),
         ("parameters", f"{model['params']:,}"),
         ("FLOPs per image (forward)", format_flops(model["flops"])),
-        ("wall time", f"{wall_time_s:.1f} s"),
+        ("wall time", f"{record['wall_time_s']:.1f} s"),
         *([("torch threads", f"{threads['threads']} ({threads['why']})")] if threads else []),
     ]
     for name, value in rows:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from genlab.analysis.labels import metric_label
 from genlab.analysis.report import main
 from genlab.config import validate
 from genlab.errors import ConfigError
 
 from test_analysis_report_statistics import write_run
 
-STUDIES = ("regularization_ablation", "label_noise", "data_scaling", "depth")
+STUDIES = ("regularization_ablation", "label_noise", "data_scaling", "depth", "long_tail")
 
 
 @pytest.mark.parametrize("experiment", [*STUDIES, *(f"{s}_smoke" for s in STUDIES), "architecture_zoo", "batch_size"])
@@ -41,8 +42,8 @@ def test_compare_ranks_by_the_weights_the_runs_compare(tmp_path, capsys, weights
     # arm 0.0 wins at its best checkpoint, arm 0.5 at its last epoch: the verdict must follow the runs' choice
     two_arms(tmp_path, weights, best=(0.90, 0.80), last=(0.70, 0.85))
     report = (main([str(tmp_path)]) / "report.md").read_text()
-    assert report.splitlines()[2].startswith(f"Best: model.dropout={winner} with {metric} ")
-    header = report.splitlines()[4]
+    assert report.splitlines()[2].startswith(f"Best: model.dropout={winner}: {metric_label(metric)} ")
+    header = next(line for line in report.splitlines() if line.startswith("| "))
     assert "test acc, best ckpt" in header and "test acc, last epoch" in header  # both are always shown
     assert "analysis.compared_weights" not in header  # the choice is not a grouping key
 
@@ -53,4 +54,4 @@ def test_runs_that_compare_different_weights_are_refused_unless_the_metric_is_na
     with pytest.raises(SystemExit, match=r"analysis.compared_weights: best in 6 runs, last in 6 runs\); pass --metric"):
         main([str(tmp_path)])
     report = (main([str(tmp_path), "--metric", "final/test/acc", "--by", "model.dropout"]) / "report.md").read_text()
-    assert report.splitlines()[2].startswith("Best: model.dropout=0.5 with final/test/acc ")
+    assert report.splitlines()[2].startswith("Best: model.dropout=0.5: test acc, last epoch ")

@@ -19,6 +19,8 @@ from conftest import CONF_DIR, FAST, compose_config
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 SINGLE_RUNS = ("cifar10_speed", "cifar10_speed_smoke")  # presets of one run, not a sweep
+# Smoke twins whose effect needs more than a few epochs to show (on a smaller training set, so no longer to run)
+SMOKE_EPOCHS = {"label_noise_smoke": 30}
 
 
 def sweep_of(name: str) -> dict[str, list[str]]:
@@ -44,7 +46,7 @@ def test_every_value_of_the_sweep_composes_and_validates(name, tmp_path):
         cfg = compose_config([f"experiment={name}", *job], tmp_path / str(i))
         validate(cfg, cuda_available=False)
         if name.endswith("_smoke"):
-            assert cfg.data.name == "digits" and cfg.trainer.max_epochs <= 4
+            assert cfg.data.name == "digits" and cfg.trainer.max_epochs <= SMOKE_EPOCHS.get(name, 4)
 
 
 def test_the_speed_preset_is_one_run_of_the_records_recipe_and_validates(tmp_path):
@@ -91,3 +93,17 @@ def test_the_label_noise_study_uses_zhang_et_als_uniform_random_labels(name, tmp
     _, noisy, record = plan.apply(labels, 10, seed=1)
     # random labels: about 1 in 10 still names the true class (chance), not 0 as with other_class
     assert 0.08 < np.mean(noisy == labels) < 0.12 and record["label_noise_kind"] == "uniform"
+
+
+def test_the_label_noise_smoke_twin_shows_memorisation(tmp_path):
+    """Its two jobs as they run (validation only at the end, a speed knob): random labels are fitted beyond chance on
+    the training set while the test set stays near chance, a gap far above the clean run's; the compared weights are
+    the last epoch's (final/*), as the study says."""
+    gaps = {}
+    for noise in ("0.0", "1.0"):
+        cfg = compose_config([*FAST, "experiment=label_noise_smoke", f"data.label_noise={noise}",
+                              "trainer.check_val_every_n_epoch=30"], tmp_path / noise)
+        metrics = run(cfg)
+        gaps[noise] = metrics["final/gap/acc"]
+    assert metrics["final/train_eval/acc"] > 0.4 and metrics["final/test/acc"] < 0.2
+    assert gaps["1.0"] > gaps["0.0"] + 0.3, gaps

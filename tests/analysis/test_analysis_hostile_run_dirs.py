@@ -22,7 +22,7 @@ from genlab.sweep import Plan
 from conftest import CONF_DIR
 from scripts import run_script
 
-REPORT_FILES = {"report.md", "report.html"}
+REPORT_FILES = {"report.md", "report.html", "report.csv", "report.tex"}
 
 
 @pytest.fixture(autouse=True)

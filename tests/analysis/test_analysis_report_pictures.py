@@ -5,7 +5,6 @@ and the page itself, rendered by a headless browser when one is installed."""
 from __future__ import annotations
 
 import json
-import math
 import re
 import shutil
 import subprocess

@@ -34,9 +34,9 @@ def test_none_builds_no_transform(make_cfg):
     assert build_train_transform(preset(make_cfg, "none"), dataset_info("cifar10"), seed=0) is None
 
 
-def test_randaugment_and_strong_handle_any_channel_count(make_cfg):
+def test_randaugment_trivialaugment_and_strong_handle_any_channel_count(make_cfg):
     info = dataset_info("synthetic", image_size=12, channels=5)
-    for name in ("strong", "randaugment"):
+    for name in ("strong", "randaugment", "trivialaugment"):
         transform = build_train_transform(preset(make_cfg, name), info, seed=0)
         assert transform(images((12, 12, 5), 1)[0]).shape == (12, 12, 5)
 

@@ -6,7 +6,6 @@ import json
 import warnings
 from pathlib import Path
 
-import pytest
 import torch
 
 from genlab.pipeline import build_datamodule, run

@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
-from genlab.data import cifar, imagefolder, mnist, svhn
+from genlab.data import mnist
 from genlab.data.catalog import available_datasets, dataset_info, dataset_options, load_dataset
 from genlab.errors import ConfigError, DataError
 

@@ -149,3 +149,20 @@ def test_balance_sampler_draws_classes_evenly_and_loss_gives_class_weights():
     weighted = synthetic_module(TrainingSetPlan(imbalance=10.0, balance="loss"))
     weights = np.array(weighted.class_weights())
     assert weights[-1] / weights[0] == pytest.approx(weighted.plan_record["imbalance_achieved"])
+
+
+def test_a_val_split_of_most_of_the_training_set_is_a_one_line_warning_naming_data_val_size(capsys):
+    """CIFAR's default val_size=5000 on a small image folder once left 3,000 of 8,000 images to train on, silently."""
+    for val_size, warned in ((500, False), (501, True)):
+        dm = ImageDataModule("synthetic", ".", batch_size=50, val_size=val_size, seed=5, plan=TrainingSetPlan(),
+                             options={"image_size": 8, "num_train": 1000, "num_test": 100})
+        dm.prepare_data()
+        dm.setup("fit")
+        err = capsys.readouterr().err
+        assert len(dm.train_set) == 1000 - val_size
+        if warned:
+            assert err == (f"warning: data.val_size={val_size} holds out {val_size} of the 1,000 training images, "
+                           f"leaving {1000 - val_size} to train on; give a smaller data.val_size (a count, or a "
+                           "fraction like 0.1)\n")
+        else:
+            assert err == ""

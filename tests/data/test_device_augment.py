@@ -147,7 +147,7 @@ def test_none_returns_the_batch_untouched(presets):
     assert DeviceAugment(presets["none"], dataset_info("digits"))(images, torch.Generator()) is images
 
 
-@pytest.mark.parametrize("name", ["strong", "randaugment", "custom"])
+@pytest.mark.parametrize("name", ["strong", "randaugment", "trivialaugment", "custom"])
 def test_other_presets_name_themselves_in_one_line_and_are_refused(presets, name):
     config = presets[name]
     message = cpu_fallback_message(unsupported_reason(config))

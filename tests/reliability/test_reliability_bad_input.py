@@ -12,7 +12,7 @@ from omegaconf import open_dict
 from genlab.data.download import extract_tar
 from genlab.data.imagefolder import MAX_IMAGE_PIXELS, decode_image, read_image_split
 from genlab.errors import ConfigError, DataError
-from genlab.pipeline import build_datamodule, build_module, evaluate, run
+from genlab.pipeline import evaluate, run
 from genlab.resume import newest_checkpoint
 
 from conftest import FAST, compose_config

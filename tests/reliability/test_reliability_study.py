@@ -74,7 +74,8 @@ def stop_when(process: ScriptProcess, ready: Path, signum: int, to_group: bool) 
 def test_an_interrupted_sweep_continues_with_the_command_it_prints(tmp_path, launcher, signum, to_group, code,
                                                                    stopped_job):
     sweep_dir = tmp_path / "sweep"
-    args = ["-m", "seed=1,2,3", "trainer.max_epochs=6", *QUIET, f"hydra.sweep.dir={sweep_dir}",
+    # 320 images (5 batches an epoch): each job still trains 6 epochs, so the signal lands mid-job, in a third of the time
+    args = ["-m", "seed=1,2,3", "trainer.max_epochs=6", "data.train_size=320", *QUIET, f"hydra.sweep.dir={sweep_dir}",
             *(["hydra/launcher=parallel"] if launcher == "parallel" else [])]
     process = start_script("train.py", *args, cwd=tmp_path, env=ENV, merge_stderr=True, start_new_session=True)
     out = stop_when(process, sweep_dir / str(stopped_job) / "checkpoints" / "last.ckpt", signum, to_group)
@@ -311,3 +312,31 @@ def test_a_start_that_never_reached_a_checkpoint_leaves_no_rows_behind(tmp_path)
     resumed.log_metrics({"train/loss_step": 0.5}, step=1)
     resumed.save()
     assert [row["train/loss_step"] for row in csv.DictReader(open(tmp_path / "metrics.csv"))] == ["1.0", "0.5"]
+
+
+def test_a_sweep_over_one_training_set_size_knob_with_the_other_given_is_refused_before_any_job(tmp_path, capsys):
+    """`experiment=data_scaling data.train_size=300` once failed every job but the fraction-1.0 ones; the command the
+    refusal gives (add data.train_fraction=1.0) replaces the preset's sweep of the fraction and sweeps sizes."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from genlab.hydra_callbacks import check_one_training_set_size_knob
+    from genlab.sweep import plan_of
+
+    def plan(*overrides: str):
+        """The plan of `train.py -m experiment=data_scaling_smoke <overrides>`: Hydra composes no sweep values (the
+        sweeper expands them), so the command line reaches the plan as the sweep's task overrides."""
+        with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+            cfg = compose("train", overrides=["experiment=data_scaling_smoke"], return_hydra_config=True)
+            cfg.hydra.overrides.task = ["experiment=data_scaling_smoke", *overrides]
+            return plan_of(cfg, GlobalHydra.instance().config_loader())
+
+    with pytest.raises(ConfigError) as refused:
+        check_one_training_set_size_knob(plan("data.train_size=300"))
+    assert str(refused.value) == ("data.train_size: got '300', expected null while the sweep sets data.train_fraction "
+                                  "(0.25,1.0): one knob sizes the training set. To sweep sizes instead, add "
+                                  "data.train_fraction=1.0 (the command line replaces a preset's sweep of it)")
+    sizes = plan("data.train_fraction=1.0", "data.train_size=300,600")
+    check_one_training_set_size_knob(sizes)
+    assert sizes.count == 4 and {o for job in sizes.jobs for o in job if "train_" in o} == {
+        "data.train_fraction=1.0", "data.train_size=300", "data.train_size=600"}

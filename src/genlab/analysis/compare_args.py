@@ -6,8 +6,11 @@ import argparse
 import glob
 import math
 import os
+import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
+
+from genlab.analysis.run_files import one_line
 
 # logger.wandb.init_timeout's default (conf/logger/wandb.yaml; W&B's own wait is 90 s): compare.py runs outside Hydra
 WANDB_TIMEOUT_S = 10.0
@@ -32,14 +35,38 @@ class OneLineParser(argparse.ArgumentParser):
         raise Refusal(f"error: {message} (see python compare.py --help)")
 
 
-def key_values(text: str) -> dict[str, str]:
-    """--baseline: key=value[,key=value], each key once."""
-    pairs = [pair.partition("=") for pair in text.split(",")]
+def top_level_pieces(text: str) -> list[str]:
+    """`text` split at the commas outside brackets (a list value [1,2] stays one piece)."""
+    pieces, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        depth += {"[": 1, "{": 1, "]": -1, "}": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            pieces.append(text[start:i])
+            start = i + 1
+    return [*pieces, text[start:]]
+
+
+def config_value(key: str, text: str) -> Any:
+    """A value as train.py's command line reads it (Hydra's override grammar: false is False, 1e-3 is 0.001, null is
+    None, [1,2] a list), made comparable with a run's config value (a list as a tuple, as runs.flatten keeps it)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        value = OverridesParser.create().parse_override(f"{key}={text}").value()
+    except HydraException as err:
+        raise argparse.ArgumentTypeError(f"{key}={text}: not a config value ({one_line(err)})") from None
+    return tuple(value) if isinstance(value, list) else value
+
+
+def key_values(text: str) -> dict[str, Any]:
+    """--baseline: key=value[,key=value], each key once, each value read as a config value (see `config_value`)."""
+    pairs = [pair.partition("=") for pair in top_level_pieces(text)]
     keys = [key.strip() for key, _, _ in pairs]
     if not all(key and equals for key, (_, equals, _) in zip(keys, pairs)) or len(set(keys)) < len(keys):
         raise argparse.ArgumentTypeError(f"got {text!r}, expected key=value[,key=value] with each key once "
                                          "(e.g. regularization.name=none)")
-    return {key: value for key, (_, _, value) in zip(keys, pairs)}
+    return {key: config_value(key, value.strip()) for key, (_, _, value) in zip(keys, pairs)}
 
 
 def key_list(text: str) -> list[str]:
@@ -49,6 +76,14 @@ def key_list(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(f"got {text!r}, expected comma-separated config keys (e.g. "
                                          "regularization.name,data.train_fraction)")
     return keys
+
+
+def entity_project(text: str) -> str:
+    """--dashboard: ENTITY/PROJECT, as W&B names a project."""
+    entity, slash, project = text.partition("/")
+    if not (entity.strip() and slash and project.strip()) or "/" in project:
+        raise argparse.ArgumentTypeError(f"got {text!r}, expected ENTITY/PROJECT (e.g. my-team/genlab)")
+    return text
 
 
 def seconds(text: str) -> float:
@@ -84,6 +119,9 @@ def parse_args(argv: list[str], description: str | None = None) -> argparse.Name
                         "the runs; never a run dir or a filesystem root)")
     parser.add_argument("--log-wandb", metavar="PROJECT", help="also log the table and report to this W&B project "
                         "(offline, under --out, when W&B cannot start online)")
+    parser.add_argument("--dashboard", type=entity_project, metavar="ENTITY/PROJECT",
+                        help="also build the study's W&B workspace there (needs wandb-workspaces: pip install -e "
+                             "'.[dashboard]'); without a key or a network its spec goes into the report's folder")
     parser.add_argument("--wandb-timeout", type=seconds, default=WANDB_TIMEOUT_S, metavar="SECONDS",
                         help=f"how long --wandb and --log-wandb wait for the W&B server (default: {WANDB_TIMEOUT_S:g}, "
                              "as logger.wandb.init_timeout)")
@@ -117,7 +155,22 @@ def report_dir(out: str | None, run_dirs: list[Path]) -> Path:
         what = "is a run dir" if run_dir == resolved else f"is inside run dir {run_dir}"
         raise Refusal(f"error: {where} {what}, and a run dir belongs to its run; give --out <a folder outside every "
                       "run dir> for the report")
-    return folder
+    return fresh_report_dir(folder)
+
+
+REPORT_FILES = ("report.md", "report.html", "report.csv", "report.tex")
+
+
+def fresh_report_dir(folder: Path) -> Path:
+    """`folder`, or, when an earlier compare.py left a report there, its first report-<n> subfolder without one: a
+    second report never overwrites the first (a study's report is evidence), and one line says where it went."""
+    candidate, n = folder, 1
+    while any(os.path.lexists(candidate / name) for name in REPORT_FILES):
+        n += 1
+        candidate = folder / f"report-{n}"
+    if candidate != folder:
+        print(f"note: {folder} already holds a report; this one goes to {candidate}", file=sys.stderr, flush=True)
+    return candidate
 
 
 def common_folder(run_dirs: list[Path]) -> Path:

@@ -14,6 +14,8 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from genlab.analysis import labels
+from genlab.analysis.robust_stats import performance_profile
 from genlab.analysis.stats import summarize, welch_interval
 from genlab.records import write_atomic
 
@@ -23,8 +25,15 @@ if TYPE_CHECKING:
 
     from genlab.analysis.report import Group
 
-# Okabe & Ito's colour-blind-safe palette (their yellow left out: it vanishes on white); tab20 for larger studies.
-PALETTE = ("#0072b2", "#e69f00", "#009e73", "#d55e00", "#cc79a7", "#56b4e9", "#000000")
+# Six colours that stay apart for every reader: each pair differs by CIEDE2000 >= 18 in normal vision and in simulated
+# protanopia, deuteranopia and tritanopia, and each stands off white and NEUTRAL (tests/analysis/
+# test_analysis_report_labels.py checks it). Okabe & Ito's orange and vermillion fall to 12.5 in deuteranopia, so only
+# their orange is kept, beside Paul Tol's blue, red, cyan and indigo. No 7th colour keeps that distance: larger
+# studies get tab20, told apart by the legends.
+PALETTE = ("#4477aa", "#e69f00", "#cc3311", "#66ccee", "#332288", "#000000")
+# Fewer seeds than this get no t-interval in the figures: at 2 seeds the 95 % t multiplier is 12.7 and an accuracy's
+# interval spans most of [0, 1], which says nothing; the seeds and their mean are drawn instead.
+INTERVAL_SEEDS = 3
 NEUTRAL = "#777777"  # zero lines and the trend's joining lines: never a group's colour
 # Keys whose values are scales (each step a multiple of the last): their trends read on a log axis. Any key whose
 # positive values span 10x or more is treated alike (learning rates, weight decays, imbalance ratios).
@@ -33,6 +42,8 @@ ROBUST_KEY = re.compile(r"^robust/(?P<corruption>.+)_s(?P<severity>\d+)$")
 MOST_CLASSES = 20  # more classes than this: the per-class figure shows those the groups differ most on
 SLOTS_PER_ROW = 40  # (class, group) slots that fit across one panel of the per-class figure
 DPI = 110
+# Where a label may break: after a space or an underscore, and after a dot between names (never inside "0.5").
+WRAP_AT = re.compile(r"(?<=[_ ])|(?<=\.)(?=[A-Za-z])")
 
 
 def show_value(value: Any) -> str:
@@ -83,20 +94,13 @@ def fit_title(ax: Axes, text: str, size: float = 10.5) -> None:
     ax.set_title(wrap(text, characters), fontsize=size)
 
 
-def better(metric: str, direction: str) -> str:
-    """The axis label of a ranked metric; a gap says what it subtracts instead (0 is no gap, whatever is better)."""
-    if metric.rpartition("/")[0].split("/")[-1].startswith("gap") and metric.endswith("acc"):
-        return f"{metric} (train_eval − test accuracy)"
-    return f"{metric} ({'lower' if direction == 'min' else 'higher'} is better)"
-
-
 def wrap(text: str, width: int) -> str:
     """Lines of at most `width` characters, broken at spaces, after underscores and after dots between names
     (config keys and values have no spaces; "0.5" is never split); a longer piece is cut only as a last resort."""
     lines: list[str] = []
     for paragraph in text.splitlines() or [""]:
         line = ""
-        for piece in re.split(r"(?<=[_ ])|(?<=\.)(?=[A-Za-z])", paragraph):
+        for piece in WRAP_AT.split(paragraph):
             if line and len(line) + len(piece.rstrip()) > width:
                 lines.append(line.rstrip())
                 line = ""
@@ -128,19 +132,40 @@ def values_by_seed(group: Group, metric: str) -> list[float]:
     return [r.metrics[metric] for r in runs]
 
 
+def summary_legend(counts: list[int]) -> str:
+    """What a summary figure draws, for the seed counts its groups have: each seed, the mean, and the 95 % interval
+    only where there are INTERVAL_SEEDS seeds or more; a single seed is one hollow circle."""
+    parts = ["each seed (dots), mean (filled circle)"]
+    if any(n >= INTERVAL_SEEDS for n in counts):
+        parts.append("95 % t-interval")
+    if any(1 < n < INTERVAL_SEEDS for n in counts):
+        parts.append(f"no interval under {INTERVAL_SEEDS} seeds")
+    if 1 in counts:
+        parts.append("hollow circle: a single seed")
+    return ", ".join(parts)
+
+
+def seed_counts(groups: list[Group], metric: str | None = None) -> list[int]:
+    """The number of seeds each group has (of `metric`, when given)."""
+    return [sum(metric is None or metric in r.metrics for r in g.runs) for g in groups]
+
+
 def draw_summary(ax: Axes, x: float, values: list[float], color: str, label: str, dot_x: list[float],
                  bounds: tuple[float, float]) -> None:
-    """Seeds as dots at `dot_x`, and beside them at `x` the mean with its 95 % t-interval (a hollow mean and no
-    interval for a single seed: it has no spread to show)."""
+    """Seeds as dots at `dot_x`, and beside them at `x` the mean, with its 95 % t-interval from INTERVAL_SEEDS seeds
+    on. A single seed is one hollow circle: its value is its mean, so a dot beside it would draw it twice."""
+    if len(values) == 1:
+        ax.plot([x], values, "o", color=color, mfc="white", ms=6.5, zorder=4, gid=f"mean:{label}")
+        return
     ax.scatter(dot_x, values, s=18, color=color, alpha=0.7, linewidths=0, zorder=3, gid=f"seeds:{label}")
     summary = summarize(values, bounds=bounds)
-    if summary.n > 1:
+    if summary.n >= INTERVAL_SEEDS:
         lines = ax.errorbar(x, summary.mean, yerr=[[summary.mean - summary.ci_low], [summary.ci_high - summary.mean]],
                             fmt="o", color=color, ms=6.5, capsize=4, lw=1.6, zorder=4)
         for artist in lines.get_children():
             artist.set_gid(f"mean:{label}")
     else:
-        ax.plot([x], [summary.mean], "o", color=color, mfc="white", ms=6.5, zorder=4, gid=f"mean:{label}")
+        ax.plot([x], [summary.mean], "o", color=color, ms=6.5, zorder=4, gid=f"mean:{label}")
 
 
 def figure_summary(groups: list[Group], metric: str, colors: dict[str, str], direction: str,
@@ -167,8 +192,8 @@ def figure_summary(groups: list[Group], metric: str, colors: dict[str, str], dir
         ax.axhline(0, color=NEUTRAL, lw=0.8, ls=":")
     ax.set_xticks(range(len(shown)), ticks, fontsize=8)
     ax.set_xlim(-0.7, len(shown) - 0.3)
-    ax.set(xlabel=axis_label, ylabel=better(metric, direction))
-    fit_title(ax, f"{metric} per group: each seed (dots), mean and 95 % interval")
+    ax.set(xlabel=axis_label, ylabel=labels.axis_label(metric, direction))
+    fit_title(ax, f"{labels.metric_label(metric)} per group: {summary_legend(seed_counts(shown, metric))}")
     if differences:
         draw_differences(axes[1], shown, base, metric, colors, ticks, axis_label, direction)
     return fig
@@ -184,11 +209,11 @@ def draw_differences(ax: Axes, shown: list[Group], base: Group, metric: str, col
             continue
         shared = sorted((r for r in g.runs if r.seed in base_seeds), key=lambda r: str(r.seed))
         paired = [r.metrics[metric] - base_seeds[r.seed] for r in shared]
-        if paired:
+        if len(paired) > 1:  # one shared seed: the hollow difference alone, not a dot beside it
             ax.scatter(seed_offsets(len(paired), i - 0.18, 0.2), paired, s=18, color=color, alpha=0.7, linewidths=0,
                        zorder=3, gid=f"seeds:{g.label}")
         low, high = welch_interval([r.metrics[metric] for r in g.runs], [r.metrics[metric] for r in base.runs])
-        if math.isnan(low):  # a single seed, or no spread at all: the difference alone
+        if math.isnan(low) or min(len(g.runs), len(base.runs)) < INTERVAL_SEEDS:  # the difference alone
             ax.plot([i + 0.1], [g.delta], "o", color=color, mfc="white", ms=6.5, zorder=4, gid=f"mean:{g.label}")
         else:
             lines = ax.errorbar(i + 0.1, g.delta, yerr=[[g.delta - low], [high - g.delta]], fmt="o", color=color,
@@ -199,8 +224,9 @@ def draw_differences(ax: Axes, shown: list[Group], base: Group, metric: str, col
                   fontsize=8)
     ax.set_xlim(-0.7, len(shown) - 0.3)
     side = "below" if direction == "min" else "above"
-    ax.set(xlabel=axis_label, ylabel=f"Δ {metric} vs baseline ({side} 0 is better)")
-    fit_title(ax, "Difference from the baseline: Welch 95 % interval; dots: shared seeds")
+    ax.set(xlabel=axis_label, ylabel=f"Δ {labels.metric_label(metric)} vs baseline ({side} 0 is better)")
+    fit_title(ax, f"Difference from the baseline: Welch 95 % interval where both have {INTERVAL_SEEDS}+ seeds, else "
+                  "the difference alone (hollow); dots: shared seeds")
 
 
 def curve_by_epoch(group: Group, key: str) -> tuple[list[int], list[float], list[float]]:
@@ -220,9 +246,27 @@ def curve_by_epoch(group: Group, key: str) -> tuple[list[int], list[float], list
     return [e + 1 for e in epochs], means, stds
 
 
+def curves_title(counts: list[int]) -> str:
+    """What the learning curves are, for the groups' seed counts: a single run is not a mean over seeds."""
+    if counts == [1]:
+        return "Learning curves of a single run"
+    if all(n == 1 for n in counts):
+        return "Learning curves: a single run per group"
+    single = "; a one-seed group: its single run" if 1 in counts else ""
+    return f"Learning curves: each group's mean over its seeds, band ±1 std{single}"
+
+
+def split_handles() -> list:
+    """Legend entries for the line styles of the learning curves."""
+    from matplotlib.lines import Line2D
+
+    return [Line2D([], [], color=NEUTRAL, ls=style, lw=1.8, label=name) for style, name in (
+        ("-", "validation"), ("--", "train (eval mode)"))]
+
+
 def figure_learning_curves(groups: list[Group], colors: dict[str, str]) -> Figure | None:
     """Accuracy and loss per epoch, side by side: validation solid, train in eval mode dashed, each group's mean
-    over seeds with a ±1 std band."""
+    over seeds with a ±1 std band (a one-seed group's single run, without a band)."""
     from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
@@ -239,17 +283,18 @@ def figure_learning_curves(groups: list[Group], colors: dict[str, str]) -> Figur
                     continue
                 ax.plot(epochs, mean, style, color=color, lw=1.8, marker="o" if len(epochs) < 12 else None, ms=3.5,
                         gid=f"line:{g.label}")
-                ax.fill_between(epochs, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
-                                color=color, alpha=0.15, linewidth=0, gid=f"band:{g.label}")
+                if len(g.runs) > 1:
+                    ax.fill_between(epochs, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
+                                    color=color, alpha=0.15, linewidth=0, gid=f"band:{g.label}")
                 drawn.add(g.label)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set(xlabel="epochs trained", ylabel=title)
         fit_title(ax, f"{title.capitalize()} per epoch: validation solid, train in eval mode dashed")
     if not drawn:
         return None
-    fig.suptitle("Learning curves: each group's mean over seeds, band ±1 std", fontsize=11)
+    fig.suptitle(curves_title([len(g.runs) for g in groups if g.label in drawn]), fontsize=11)
     bottom_legend(fig, [Line2D([], [], color=colors[g.label], lw=2.5, label=g.label) for g in groups
-                        if g.label in drawn])
+                        if g.label in drawn] + split_handles())
     return fig
 
 
@@ -283,18 +328,26 @@ def figure_trend(groups: list[Group], key: str, metric: str, colors: dict[str, s
         draw_summary(ax, x, values, colors[g.label], g.label, [dots(x)] * len(values), bounds)
         rest = ", ".join(f"{k}={show_value(v)}" for k, v in g.values if k != key)
         lines.setdefault(rest, []).append((x, g.stats[metric].mean))
+    styles = {}
     for (rest, points), style in zip(lines.items(), ("-", "--", ":", "-.") * len(lines)):
         points.sort()
-        ax.plot([p[0] for p in points], [p[1] for p in points], style, color=NEUTRAL, lw=1, zorder=2,
-                label=rest or None)
+        ax.plot([p[0] for p in points], [p[1] for p in points], style, color=NEUTRAL, lw=1, zorder=2)
+        styles[rest] = style
     if log:
         ax.set_xscale("log")
         ax.minorticks_off()
     ax.set_xticks(xs, [f"{x:g}" for x in xs])
-    ax.set(xlabel=key + (" (log scale)" if log else ""), ylabel=better(metric, direction))
-    fit_title(ax, f"{metric} vs {key}: each seed (dots), mean and 95 % interval")
-    if len(lines) > 1:
-        ax.legend(fontsize=8, title="lines", title_fontsize=8)
+    ax.set(xlabel=key + (" (log scale)" if log else ""), ylabel=labels.axis_label(metric, direction))
+    fit_title(ax, f"{labels.metric_label(metric)} vs {key}: {summary_legend(seed_counts(shown, metric))}")
+    # A legend for each channel: the colours are the groups, the grey line styles join the groups that share the
+    # other keys' values.
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=colors[g.label], marker="o", lw=0, label=g.label) for g in shown]
+    if len(styles) > 1:
+        handles += [Line2D([], [], color=NEUTRAL, ls=style, lw=1, label=f"line: {rest}") for rest, style in
+                    styles.items()]
+    bottom_legend(fig, handles)
     return fig
 
 
@@ -310,7 +363,7 @@ def figure_per_class(groups: list[Group], colors: dict[str, str], most: int = MO
         return None
     classes = sorted({c for g in shown for r in g.runs for c in r.per_class}, key=_class_order)
     means = {(g.label, c): [r.per_class[c] for r in g.runs if c in r.per_class] for g in shown for c in classes}
-    title = "Test accuracy per class: each seed (dots), mean and 95 % interval"
+    title = f"Test accuracy per class: {summary_legend(seed_counts(shown))}"
     if len(classes) > most:
         def spread(c: str) -> float:
             centres = [sum(v) / len(v) for g in shown if (v := means[(g.label, c)])]
@@ -345,10 +398,36 @@ def figure_per_class(groups: list[Group], colors: dict[str, str], most: int = MO
     return fig
 
 
-def group_legend(fig: Figure, groups: list[Group], colors: dict[str, str]) -> None:
+def figure_performance_profile(groups: list[Group], metric: str, colors: dict[str, str],
+                               direction: str) -> Figure | None:
+    """rliable's performance profile: for each threshold τ over the values run, the share of a group's runs that
+    score better than τ, as a step curve per group (a curve to the right, or left when lower is better, wins)."""
+    shown = [g for g in groups if metric in g.stats]
+    values = [r.metrics[metric] for g in shown for r in g.runs if metric in r.metrics]
+    if not values:
+        return None
+    low, high = min(values), max(values)
+    margin = 0.05 * ((high - low) or abs(high) or 1.0)
+    taus = [low - margin + (high - low + 2 * margin) * i / 400 for i in range(401)]
+    fig = new_figure(8, 4.8)
+    ax = fig.subplots()
+    for g in shown:
+        share = performance_profile(values_by_seed(g, metric), taus, direction)
+        ax.step(taus, share, where="post", color=colors[g.label], lw=1.8, gid=f"line:{g.label}")
+    side = "above" if direction == "max" else "below"
+    ax.set(xlabel=f"threshold τ of {labels.metric_label(metric)}", ylabel=f"share of runs {side} τ",
+           ylim=(-0.03, 1.03))
+    fit_title(ax, f"Performance profile: the share of each group's runs scoring {side} τ"
+                  + (" (one seed: a single step)" if 1 in seed_counts(shown, metric) else ""))
+    group_legend(fig, shown, colors, marker="")
+    return fig
+
+
+def group_legend(fig: Figure, groups: list[Group], colors: dict[str, str], marker: str = "o") -> None:
     from matplotlib.lines import Line2D
 
-    bottom_legend(fig, [Line2D([], [], color=colors[g.label], marker="o", lw=0, label=g.label) for g in groups])
+    bottom_legend(fig, [Line2D([], [], color=colors[g.label], marker=marker or None, lw=0 if marker else 2.5,
+                               label=g.label) for g in groups])
 
 
 def bottom_legend(fig: Figure, handles: list, size: float = 8) -> None:
@@ -405,6 +484,6 @@ def figure_robustness(groups: list[Group], colors: dict[str, str]) -> Figure | N
         ax.set_ylabel("test accuracy")
     for ax in list(axes.flat)[len(corruptions):]:
         ax.set_visible(False)
-    fig.suptitle("Accuracy under corruption: each seed (dots), mean and 95 % interval", fontsize=11)
+    fig.suptitle(f"Accuracy under corruption: {summary_legend(seed_counts(shown))}", fontsize=11)
     group_legend(fig, shown, colors)
     return fig

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genlab.analysis import figures
+from genlab.analysis import dashboard, exports, figures, robust_stats, terminal
 from genlab.analysis.completeness import sweep_dirs_of, unequal_seed_warnings, unfinished_sweep_warnings
 from genlab.analysis.compare_args import Refusal, parse_args, report_dir
+from genlab.analysis.labels import metric_label
 from genlab.analysis.measure_correlations import add_measures_section, gap_of
 from genlab.analysis.report_wandb import check_project, log_report, read_wandb_runs
 from genlab.analysis.run_files import one_line
-from genlab.analysis.runs import Run, find_run_dirs, load_local_runs, note_lines
+from genlab.analysis.runs import REPLICATE_KEYS, Run, find_run_dirs, load_local_runs, note_lines, replicates_note
 from genlab.records import write_atomic
 from genlab.analysis.stats import (UNBOUNDED, Summary, holm, is_constant, paired_t_test, permutation_p, pooled_std,
                                    seeds_for_power, sign_flip_p, summarize, welch_t_test)
@@ -33,10 +34,10 @@ BOOKKEEPING = ("seed", "task_name", "tags", "ckpt_path", "resume", "optimized_me
 TRAINING_CALLBACK_KEYS = {
     "callbacks.early_stopping": ("enabled", "monitor", "mode", "patience", "min_delta"),
     "callbacks.model_checkpoint": ("enabled", "monitor", "mode"),
+    "callbacks.weight_averaging": ("enabled", "kind", "swa_start", "ema_decay"),
 }
 # The table's measures of one set of weights; final/<key> is the same measure of the last epoch's weights.
-MEASURES = {"test/acc": "test acc", "train_eval/acc": "train acc (eval)", "gap/acc": "gap", "test/ece": "ECE"}
-WEIGHTS_TITLE = {"": "best ckpt", "final/": "last epoch"}
+TABLE_MEASURES = ("test/acc", "train_eval/acc", "gap/acc", "test/ece")
 
 
 def columns_for(metric: str) -> dict[str, str]:
@@ -45,10 +46,8 @@ def columns_for(metric: str) -> dict[str, str]:
     and the metric itself."""
     prefix = "final/" if metric.startswith("final/") else ""
     other = "" if prefix else "final/"
-    columns = {f"{prefix}{key}": f"{title}, {WEIGHTS_TITLE[prefix]}" for key, title in MEASURES.items()}
-    columns[f"{other}test/acc"] = f"test acc, {WEIGHTS_TITLE[other]}"
-    columns["robust/acc_mean"] = "robust acc"
-    return {**columns, **({} if metric in columns else {metric: metric})}
+    keys = [f"{prefix}{key}" for key in TABLE_MEASURES] + [f"{other}test/acc", "robust/acc_mean"]
+    return {key: metric_label(key) for key in [*keys, *([] if metric in keys else [metric])]}
 
 
 # analysis.compared_weights -> the metric a study ranks by when --metric is not given
@@ -120,6 +119,8 @@ def experiment_config(run: Run) -> dict[str, Any]:
     config = {}
     for key, value in run.config.items():
         owner, _, leaf = key.rpartition(".")
+        if key in REPLICATE_KEYS:  # data.fold, which data.folds starts with too
+            continue
         if leaf in TRAINING_CALLBACK_KEYS.get(owner, ()) or not key.startswith(BOOKKEEPING):
             config[key] = value
     for owner, leaves in TRAINING_CALLBACK_KEYS.items():
@@ -232,7 +233,7 @@ def pooling_warning(runs: list[Run], by: list[str]) -> str | None:
 
 def seed_values(group: Group, metric: str) -> dict[Any, float]:
     """The metric by seed, for the seeds that appear once in the group (a repeated seed cannot be paired)."""
-    seeds = [r.config.get("seed") for r in group.runs]
+    seeds = [r.seed for r in group.runs]  # with K-fold, (seed, fold)
     return {s: r.metrics[metric] for s, r in zip(seeds, group.runs) if s is not None and seeds.count(s) == 1}
 
 
@@ -257,6 +258,16 @@ def compare_pair(group: Group, base: Group, metric: str) -> tuple[float, str, fl
     return p, test, paired, len(shared) if len(shared) >= 2 else 0
 
 
+def same_value(value: Any, wanted: Any) -> bool:
+    """A run's config value is the one --baseline asks for: the same config value (False is not 0, 1 is 1.0), or, for
+    text, the same text as the report shows it."""
+    if isinstance(wanted, str):
+        return _show(value) == wanted
+    if isinstance(wanted, bool) or isinstance(value, bool) or wanted is None or value is None:
+        return type(value) is type(wanted) and value == wanted
+    return value == wanted
+
+
 def rank_and_test(groups: list[Group], metric: str, baseline: dict[str, str] | None,
                   direction: str | None = None) -> list[Group]:
     """Sort by the metric's mean (best first: highest, or lowest for direction 'min'), mark the best, and test each
@@ -274,9 +285,9 @@ def rank_and_test(groups: list[Group], metric: str, baseline: dict[str, str] | N
     scored[0].best = True
     base = scored[0]
     if baseline:
-        matches = [g for g in scored if all(_show(dict(g.values).get(k)) == v for k, v in baseline.items())]
+        matches = [g for g in scored if all(same_value(dict(g.values).get(k), v) for k, v in baseline.items())]
         if len(matches) != 1:
-            typed = ",".join(f"{key}={value}" for key, value in baseline.items())
+            typed = ",".join(f"{key}={_show(value)}" for key, value in baseline.items())
             raise Refusal(f"error: --baseline {typed} matches {len(matches)} groups; choose from: "
                           + "; ".join(g.label for g in scored))
         base = matches[0]
@@ -409,7 +420,8 @@ def verdict(groups: list[Group], metric: str, direction: str | None = None) -> s
         return f"No completed run has {metric}."
     best = scored[0]
     better = "lower" if (direction or default_direction(metric)) == "min" else "higher"
-    head = f"Best: {best.label} with {metric} {best.stats[metric].mean:.4f} ({better} is better)"
+    name = metric_label(metric)
+    head = f"Best: {best.label}: {name} {best.stats[metric].mean:.4f} ({better} is better)"
     if len(scored) == 1:
         return f"{head}; it is the only group ({_seeds(best.stats[metric].n)})."
     base = next((g for g in scored if g.baseline), best)
@@ -418,9 +430,78 @@ def verdict(groups: list[Group], metric: str, direction: str | None = None) -> s
     if row.delta == 0:
         same = (f", and gave the very same value on each of the {_seeds(row.identical_seeds)} they share"
                 if row.identical_seeds else "")
-        return (f"No lead: {best.label} and {over} tie at {metric} {best.stats[metric].mean:.4f} "
+        return (f"No lead: {best.label} and {over} tie at {name} {best.stats[metric].mean:.4f} "
                 f"({len(row.runs)} vs {len(other.runs)} seeds){same}.")
     return f"{head}; its lead of {abs(row.delta):.4f} over {over} is {assess(row, other, metric)}."
+
+
+def improvement(group: Group, other: Group, metric: str, direction: str) -> robust_stats.Estimate:
+    return robust_stats.improvement_estimate([r.metrics[metric] for r in group.runs],
+                                             [r.metrics[metric] for r in other.runs], direction)
+
+
+def welch_text(row: Group) -> str:
+    """The p-value the table shows for `row` against the baseline, for a line beside P(A > B)."""
+    if not row.test:
+        return "no t-test (a group of one seed)"
+    name = "exact permutation p" if row.test == "permutation" else "Welch p"
+    return f"{name} = {row.p_raw:.3g}" + _holm_text(row.p_value, row.comparisons)
+
+
+def improvement_verdict(groups: list[Group], metric: str, direction: str) -> str | None:
+    """Bouthillier et al.'s verdict on the pair the headline compares (the best group and the runner-up, or the
+    baseline), beside the p-value of the same pair."""
+    scored = [g for g in groups if metric in g.stats]
+    if len(scored) < 2:
+        return None
+    best = scored[0]
+    base = next((g for g in scored if g.baseline), best)
+    rival = scored[1] if base is best else base
+    row = rival if base is best else best  # the group whose p-value against the baseline the table shows
+    if row.delta == 0 and row.identical_seeds:  # the headline says they tie, value for value
+        return None
+    estimate = improvement(best, rival, metric, direction)
+    return f"{robust_stats.improvement_text(best.label, rival.label, estimate)}; {welch_text(row)}."
+
+
+def arm_verdicts(groups: list[Group], metric: str, direction: str) -> list[str]:
+    """With a declared baseline: one line per arm against it, with the Holm-adjusted test and P(arm better)."""
+    base = next((g for g in groups if g.baseline), None)
+    lines = []
+    for g in groups:
+        if g is base or base is None or metric not in g.stats:
+            continue
+        estimate = improvement(g, base, metric, direction)
+        lines.append(f"{g.label} vs baseline {base.label}: Δ {g.delta:+.4f}, {assess(g, base, metric)}; "
+                     f"{robust_stats.improvement_text(g.label, 'baseline', estimate)}.")
+    return lines
+
+
+def robust_table(groups: list[Group], metric: str, direction: str) -> tuple[list[str], list[list[str]]]:
+    """Per group: seeds, IQM with its BCa interval, and P(group better than the baseline) with its interval."""
+    base = next((g for g in groups if g.baseline), None)
+    header = ["group", "n", f"IQM {metric_label(metric)} [95 % BCa]", "P(better than baseline) [95 % BCa]",
+              f"Bouthillier et al. (P > {robust_stats.MEANINGFUL}, interval above 0.5)"]
+    rows = []
+    for g in groups:
+        if metric not in g.stats:
+            continue
+        values = [r.metrics[metric] for r in g.runs]
+        cells = [g.label, str(len(values)), robust_stats.interval_text(robust_stats.iqm_estimate(values))]
+        if g is base or base is None:
+            cells += ["baseline", "—"]
+        else:
+            estimate = improvement(g, base, metric, direction)
+            cells += [robust_stats.interval_text(estimate), robust_stats.decision(estimate)]
+        rows.append(cells)
+    return header, rows
+
+
+ROBUST_NOTE = (f"IQM: the mean of the middle 50 % of the seeds (rliable, Agarwal et al. 2021). P(better than "
+               "baseline): the share of (run, baseline run) pairs in which the run is better, ties counting one half "
+               "(Mann–Whitney U / (n m)). Intervals: 95 % BCa from a bootstrap that resamples each group's seeds "
+               f"within the group, {robust_stats.RESAMPLES} resamples, seed {robust_stats.BOOTSTRAP_SEED}; none for a "
+               "group of one seed or where every resample gives the same value (BCa is then undefined).")
 
 
 def to_markdown(header: list[str], rows: list[list[str]]) -> str:
@@ -444,6 +525,8 @@ FIGURES = {  # file stem -> (heading, what the reader sees)
               "or values spanning 10x) is on a log axis with ticks at the values run."),
     "per_class": ("Per-class accuracy", "Test accuracy per class: seeds as dots, mean and 95 % interval, groups side "
                   "by side."),
+    "profile": ("Performance profile", "rliable's performance profile: for each threshold τ, the share of a group's "
+                "runs that score better than τ; a curve that stays higher for longer wins."),
     "robustness": ("Robustness to corruptions", "Test accuracy under each corruption by severity; 'clean' is test/acc. "
                    "Seeds as dots, mean and 95 % interval."),
 }
@@ -460,6 +543,7 @@ def write_figures(groups: list[Group], by: list[str], metric: str, direction: st
         "trend": trend,
         "gap": (figures.figure_summary(groups, gap, colors, "min", metric_bounds(gap), with_differences=False)
                 if metric != gap and any(gap in g.stats for g in groups) else None),
+        "profile": figures.figure_performance_profile(groups, metric, colors, direction),
         "learning_curves": figures.figure_learning_curves(groups, colors),
         "per_class": figures.figure_per_class(groups, colors),
         "robustness": figures.figure_robustness(groups, colors),
@@ -515,7 +599,8 @@ def swatch(color: str) -> str:
 
 def to_html(title: str, sentence: str, header: list[str], rows: list[list[str]], images: list[Path],
             notes: list[str] = (), colors: dict[str, str] | None = None,
-            runs: tuple[list[str], list[RunRow]] | None = None) -> str:
+            runs: tuple[list[str], list[RunRow]] | None = None,
+            robust: tuple[list[str], list[list[str]]] | None = None) -> str:
     """A self-contained page: the table (each group with its colour in the figures), notes, the figures embedded as
     data URIs, each with what it shows, and the list of runs."""
     colors = colors or {}
@@ -533,6 +618,12 @@ def to_html(title: str, sentence: str, header: list[str], rows: list[list[str]],
         f'<section><h2>{esc(FIGURES.get(p.stem, (p.stem, ""))[0])}</h2><p class="caption">'
         f'{esc(FIGURES.get(p.stem, ("", ""))[1])}</p><img alt="{esc(p.stem)}" '
         f'src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}"></section>' for p in images)
+    robust_html = ""
+    if robust:
+        robust_html = ("<section><h2>Robust statistics</h2><div class='scroll'><table><tr>"
+                       + "".join(f"<th>{esc(h)}</th>" for h in robust[0]) + "</tr>"
+                       + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in robust[1])
+                       + f"</table></div><p class='caption'>{esc(ROBUST_NOTE)}</p></section>")
     runs_html = ""
     if runs:
         runs_header, run_list = runs
@@ -552,22 +643,22 @@ def to_html(title: str, sentence: str, header: list[str], rows: list[list[str]],
              "vertical-align:-.05em}.caption{color:#555;font-size:14px;max-width:80em}h2{margin-top:1.6em}"
              "td{white-space:nowrap}td.path{white-space:normal}.seg{white-space:nowrap}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>{style}</style>"
-            f"</head><body><h1>{esc(title)}</h1><p>{esc(sentence)}</p>"
+            f"</head><body><h1>{esc(title)}</h1><p>{'<br>'.join(map(esc, sentence.splitlines()))}</p>"
             f"<div class='scroll'><table><tr>{head}</tr>{body}</table></div>"
-            + "".join(f"<p>{esc(n)}</p>" for n in notes) + f"{figures_html}{runs_html}</body></html>")
+            + "".join(f"<p>{esc(n)}</p>" for n in notes) + f"{robust_html}{figures_html}{runs_html}</body></html>")
 
 
 def print_table(header: list[str], rows: list[list[str]], sentence: str, note: str = "") -> None:
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(*header, title="genlab comparison", title_justify="left")
-    for row in rows:
-        table.add_row(*row)
     console = Console()
     if not console.is_terminal:
         console = Console(width=400)  # piped or logged: no terminal width to respect, so do not squeeze the table
+    table, dropped = terminal.fitted_table(console, header, rows)
     console.print(table)
+    if dropped:
+        console.print(f"left out to fit {console.width} columns: {'; '.join(dropped)} (all are in report.md)",
+                      soft_wrap=True, style="dim")
     if note:
         console.print(note, soft_wrap=True, style="dim")
     console.print(sentence, soft_wrap=True)
@@ -604,6 +695,8 @@ def build_report(args) -> Path:
     """The report on the runs `args` names, in the folder `report_dir` picks; returns that folder."""
     if args.log_wandb:
         check_project(args.log_wandb)
+    if args.dashboard:
+        dashboard.require_package()
     runs, warnings = load_runs(args)
     local = [Path(r.source) for r in runs if not r.source.startswith("wandb:")]
     out = report_dir(args.out, local)
@@ -615,6 +708,7 @@ def build_report(args) -> Path:
         refuse_unknown_keys(runs, by)
     else:
         by = varying_keys(runs)
+    study = dashboard.plan_study(args.dashboard, runs, by, metric, args.group) if args.dashboard else None
     direction = args.direction or default_direction(metric)
     groups = rank_and_test(group_runs(runs, by, metric), metric, args.baseline, direction)
     later = [w for w in [pooling_warning(runs, by) if args.by else None] if w]
@@ -622,8 +716,13 @@ def build_report(args) -> Path:
     for warning in later:
         print(warning, file=sys.stderr, flush=True)
     header, rows = table_rows(groups, metric)
-    sentence = verdict(groups, metric, direction)
-    note = table_note(groups, args.baseline is not None)
+    lines = [verdict(groups, metric, direction)]
+    if args.baseline:  # a declared baseline: each arm is a question of its own
+        lines += arm_verdicts(groups, metric, direction)
+    else:
+        lines.append(improvement_verdict(groups, metric, direction))
+    sentence = "\n".join(line for line in lines if line)
+    note = " ".join(filter(None, [table_note(groups, args.baseline is not None), replicates_note(runs)]))
     try:
         files = write_report(groups, runs, by, metric, direction, header, rows, sentence, [note, *warnings, *later],
                              out)
@@ -632,28 +731,37 @@ def build_report(args) -> Path:
     print_table(*table_rows(groups, metric, with_ci=False), sentence, note)
     if args.measures:  # its own module; a section appended to the report just written
         print_table(*add_measures_section(runs, by, gap_of(compared_metric(runs)), out), "Which measure predicts the gap")
-    print(f"report: {(out / 'report.md').resolve()} and report.html", flush=True)
+    print(f"report: {(out / 'report.md').resolve()}, report.html, report.csv and report.tex", flush=True)
     if args.log_wandb:
         said = log_report(args.log_wandb, header, rows, files, out, args.wandb_timeout)
         if said:
             print(said, file=sys.stderr, flush=True)
+    if study:
+        said = dashboard.publish(dashboard.build_workspace(study), out, args.dashboard)
+        print(said, file=sys.stderr if said.startswith("warning") else sys.stdout, flush=True)
     return out
 
 
 def write_report(groups: list[Group], runs: list[Run], by: list[str], metric: str, direction: str,
                  header: list[str], rows: list[list[str]], sentence: str, notes: list[str], out: Path) -> list[Path]:
-    """report.md, report.html and the figures in `out`, each written whole (a temp file, then a rename, which also
-    replaces a link there rather than the file it points to); returns the files written."""
+    """report.md, report.html, report.csv, report.tex and the figures in `out`, each written whole (a temp file, then
+    a rename, which also replaces a link there rather than the file it points to); returns the files written."""
     out.mkdir(parents=True, exist_ok=True)
     colors = figures.group_colors(groups)
     images = write_figures(groups, by, metric, direction, colors, out)
     runs_table = run_rows(runs, groups, by, metric, out.resolve())
     title = f"genlab comparison: {len(runs)} runs, grouped by {', '.join(by) or 'nothing (one group)'}"
-    markdown = (f"# {title}\n\n{sentence}\n\n{to_markdown(header, rows)}\n\n" + "".join(f"{n}\n\n" for n in notes)
+    robust = robust_table(groups, metric, direction)
+    markdown = (f"# {title}\n\n{sentence.replace(chr(10), '  ' + chr(10))}\n\n{to_markdown(header, rows)}\n\n"
+                + "".join(f"{n}\n\n" for n in notes)
+                + f"## Robust statistics\n\n{to_markdown(*robust)}\n\n{ROBUST_NOTE}\n\n"
                 + "".join(f"## {FIGURES[p.stem][0]}\n\n{FIGURES[p.stem][1]}\n\n![{p.stem}]({p.name})\n\n"
                           for p in images)
                 + f"## Runs\n\n{runs_markdown(*runs_table)}\n")
     write_atomic(out / "report.md", markdown.encode())
-    page = to_html(title, sentence, header, rows, images, notes, colors, runs_table)
+    page = to_html(title, sentence, header, rows, images, notes, colors, runs_table, robust)
     write_atomic(out / "report.html", page.encode())
-    return [out / "report.md", out / "report.html", *images]
+    columns = {key: label for key, label in columns_for(metric).items() if any(key in g.stats for g in groups)}
+    write_atomic(out / "report.csv", exports.table_csv(groups, columns).encode())
+    write_atomic(out / "report.tex", exports.table_latex(groups, columns, metric, ALPHA).encode())
+    return [out / "report.md", out / "report.html", out / "report.csv", out / "report.tex", *images]

@@ -12,6 +12,9 @@ from typing import Any
 from genlab.analysis.run_files import (Unreadable, finite, is_number, printable, read_config, read_metrics_rows,
                                        read_record, read_wandb_run_id)
 
+# What tells replicates of one experiment apart, never a reason to group runs apart: runs differing only in their
+# fold are replicates of one group (with data.folds=K), as runs differing in seed are.
+REPLICATE_KEYS = ("seed", "data.fold")
 WANDB_RUN_ID_FILE = "wandb_run_id"  # written into the run dir by the pipeline when W&B logged the run
 
 
@@ -44,7 +47,21 @@ class Run:
 
     @property
     def seed(self) -> Any:
-        return self.config.get("seed")
+        """The run's replicate, which pairs it with runs of other groups: its seed, or with K-fold its seed and fold."""
+        fold = self.config.get("data.fold")
+        return self.config.get("seed") if fold is None else f"{self.config.get('seed')}, fold {fold}"
+
+
+def replicates_note(runs: list[Run]) -> str | None:
+    """The report's sentence on K-fold runs: folds count as replicates, n as seeds x folds."""
+    folds = sorted({str(run.config.get("data.folds")) for run in runs if run.config.get("data.fold") is not None})
+    if not folds:
+        return None
+    seeds = len({run.config.get("seed") for run in runs})
+    return (f"Folds are replicates, as seeds are: runs differing only in data.fold (data.folds={', '.join(folds)}) are "
+            f"one group, and n counts seeds × folds ({seeds} seed{'s' * (seeds > 1)} × {', '.join(folds)} folds); the "
+            "folds of one seed share training images, so the tests treat correlated runs as independent (Nadeau and "
+            "Bengio 2003: their p-values are optimistic).")
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """Training-time augmentation policies (albumentations), on uint8 (H, W, C) images in the loader workers.
 
 Presets (conf/augmentation/*.yaml): none, standard (pad-and-random-crop + horizontal flip where flips keep labels +
-optional cutout), strong (standard + affine + colour, cutout on), randaugment (standard + N ops at magnitude M) and
-custom (any list of albumentations transforms written in YAML). Evaluation never augments: it only normalises, on the
+optional cutout and random erasing), strong (standard + affine + colour, cutout on), randaugment (standard + N ops at
+magnitude M), trivialaugment (standard + one TrivialAugment Wide op per image) and custom (any list of albumentations
+transforms written in YAML). Evaluation never augments: it only normalises, on the
 device. genlab.data.device_augment does none and standard batch-wise on the device instead.
 """
 from __future__ import annotations
@@ -14,8 +15,9 @@ import numpy as np
 from genlab.data.catalog import DatasetInfo
 from genlab.errors import ConfigError
 
-PRESETS = ("none", "standard", "strong", "randaugment", "custom")
+PRESETS = ("none", "standard", "strong", "randaugment", "trivialaugment", "custom")
 MAX_MAGNITUDE = 10  # RandAugment magnitudes run 0..10, as in timm
+TRIVIAL_BINS = 31  # TrivialAugment's strengths: 0/30, 1/30, ..., 30/30 of each op's largest
 
 
 class AlbumentationsTransform:
@@ -61,7 +63,7 @@ def build_train_transform(config: Mapping[str, Any], info: DatasetInfo, seed: in
     if name == "none":
         return None
     transforms = {"standard": standard_ops, "strong": strong_ops, "randaugment": randaugment_ops,
-                  "custom": custom_ops}[name](config, info)
+                  "trivialaugment": trivialaugment_ops, "custom": custom_ops}[name](config, info)
     transform = AlbumentationsTransform(A.Compose(transforms, seed=seed))
     blank = np.zeros((info.image_size, info.image_size, info.channels), dtype=np.uint8)
     try:
@@ -78,8 +80,8 @@ def build_train_transform(config: Mapping[str, Any], info: DatasetInfo, seed: in
 
 
 def standard_ops(config: Mapping[str, Any], info: DatasetInfo) -> list:
-    """Pad-and-crop and mirror (`crop_flip_ops`), then one cutout hole when `cutout_prob` > 0."""
-    return [*crop_flip_ops(config, info), *cutout_ops(config)]
+    """Pad-and-crop and mirror (`crop_flip_ops`), then one cutout hole when `cutout_prob` > 0, then random erasing."""
+    return [*crop_flip_ops(config, info), *cutout_ops(config), *erasing_ops(config)]
 
 
 def crop_flip_ops(config: Mapping[str, Any], info: DatasetInfo) -> list:
@@ -116,13 +118,29 @@ def cutout_ops(config: Mapping[str, Any]) -> list:
                             p=config["cutout_prob"])]
 
 
+ERASING_SCALE = (0.02, 0.4)  # Zhong et al. 2020: the erased area's fraction of the image, s_l and s_h
+ERASING_RATIO = (0.3, 1 / 0.3)  # and its aspect ratio, r_1 and 1 / r_1
+
+
+def erasing_ops(config: Mapping[str, Any]) -> list:
+    """Random erasing (Zhong et al. 2020) with probability `erasing_prob`: one rectangle of 2-40 % of the image, aspect
+    ratio 0.3-3.3, filled with random pixel values (their setting)."""
+    import albumentations as A
+
+    prob = config.get("erasing_prob", 0.0)
+    if prob == 0:
+        return []
+    return [A.Erasing(scale=ERASING_SCALE, ratio=ERASING_RATIO, fill="random", p=prob)]
+
+
 def strong_ops(config: Mapping[str, Any], info: DatasetInfo) -> list:
     """Pad-and-crop and mirror, random affine (shift, scale, rotate), colour jitter, then the cutout hole."""
     import albumentations as A
 
     affine = A.Affine(translate_percent=(-config["shift"], config["shift"]), scale=(1 - config["scale"], 1 + config["scale"]),
                       rotate=(-config["rotate"], config["rotate"]), p=config["affine_prob"])
-    return [*crop_flip_ops(config, info), affine, *colour_ops(config, info.channels), *cutout_ops(config)]
+    return [*crop_flip_ops(config, info), affine, *colour_ops(config, info.channels), *cutout_ops(config),
+            *erasing_ops(config)]
 
 
 def colour_ops(config: Mapping[str, Any], channels: int) -> list:
@@ -149,7 +167,8 @@ def randaugment_ops(config: Mapping[str, Any], info: DatasetInfo) -> list:
     import albumentations as A
 
     ops = randaugment_op_list(config["magnitude"] / MAX_MAGNITUDE, info.channels)
-    return [*crop_flip_ops(config, info), A.SomeOf(ops, n=config["num_ops"], replace=True, p=1.0), *cutout_ops(config)]
+    return [*crop_flip_ops(config, info), A.SomeOf(ops, n=config["num_ops"], replace=True, p=1.0), *cutout_ops(config),
+            *erasing_ops(config)]
 
 
 def randaugment_op_list(strength: float, channels: int) -> list:
@@ -180,6 +199,99 @@ def randaugment_op_list(strength: float, channels: int) -> list:
     if channels not in (1, 3):  # histogram and colour ops assume gray or RGB; keep the geometric ones
         ops = ops[:6]
     return ops
+
+
+def trivialaugment_ops(config: Mapping[str, Any], info: DatasetInfo) -> list:
+    """Pad-and-crop and mirror, one TrivialAugment Wide op per image, then cutout and erasing (both off by default)."""
+    return [*crop_flip_ops(config, info), TrivialAugmentWide(info.channels), *cutout_ops(config), *erasing_ops(config)]
+
+
+def trivial_ops(channels: int) -> list[tuple[str, Any, bool]]:
+    """TrivialAugment Wide's ops (Mueller & Hutter 2021; torchvision's wide space) as (name, transform at strength
+    t in [0, 1], signed), from the albumentations primitives randaugment_op_list uses. Where they differ from
+    torchvision's: translation is up to the whole side (torchvision's 32 px, the side of CIFAR's images, whatever the
+    size), brightness is additive (albumentations'), and sharpness only sharpens (albumentations has no blur by factor).
+    """
+    import math
+
+    import albumentations as A
+
+    def affine(**kwargs):
+        return A.Affine(**kwargs, p=1.0)
+
+    def posterize(t):  # 8 bits (the image as it is: albumentations takes 1-7) down to 2
+        bits = 8 - round(6 * t)
+        return A.NoOp(p=1.0) if bits == 8 else A.Posterize(num_bits=bits, p=1.0)
+
+    def shear(axis: str):
+        def at(t):
+            degrees = math.degrees(math.atan(0.99 * t))
+            return affine(shear={axis: (degrees, degrees), "xy".replace(axis, ""): (0, 0)})
+        return at
+
+    def translate(axis: str):
+        return lambda t: affine(translate_percent={axis: (t, t), "xy".replace(axis, ""): (0, 0)})
+
+    ops = [
+        ("identity", lambda t: A.NoOp(p=1.0), False),
+        ("shear_x", shear("x"), True),
+        ("shear_y", shear("y"), True),
+        ("translate_x", translate("x"), True),
+        ("translate_y", translate("y"), True),
+        ("rotate", lambda t: affine(rotate=(135 * t, 135 * t)), True),
+        ("brightness", lambda t: A.RandomBrightnessContrast(brightness_limit=(0.99 * t, 0.99 * t), contrast_limit=(0, 0),
+                                                            p=1.0), True),
+        ("contrast", lambda t: A.RandomBrightnessContrast(brightness_limit=(0, 0), contrast_limit=(0.99 * t, 0.99 * t),
+                                                          p=1.0), True),
+        ("sharpness", lambda t: A.Sharpen(alpha=(0.99 * t, 0.99 * t), lightness=(1.0, 1.0), p=1.0), False),
+        ("posterize", posterize, False),
+        ("solarize", lambda t: A.Solarize(threshold_range=(1 - t, 1 - t), p=1.0), False),  # threshold 255 down to 0
+        ("autocontrast", lambda t: A.AutoContrast(p=1.0), False),
+        ("equalize", lambda t: A.Equalize(p=1.0), False),
+    ]
+    if channels == 3:
+        ops.append(("color", lambda t: A.ColorJitter(brightness=(1, 1), contrast=(1, 1), hue=(0, 0),
+                                                      saturation=(1 + 0.99 * t, 1 + 0.99 * t), p=1.0), True))
+    if channels not in (1, 3):  # histogram and colour ops assume gray or RGB; keep the geometric ones
+        ops = ops[:6]
+    return ops
+
+
+def _trivial_augment_base():
+    import albumentations as A
+
+    return A.ImageOnlyTransform
+
+
+class TrivialAugmentWide(_trivial_augment_base()):
+    """One op drawn uniformly per image, at a strength drawn uniformly from TRIVIAL_BINS bins, its sign at random where
+    the op has one; the draws come from the transform's own seeded generator, so genlab's per-batch reseeding applies.
+    Each (op, bin, sign) is built up front at its fixed strength (a bad one fails when the policy is built, not in a
+    loader worker): applying it draws nothing more."""
+
+    def __init__(self, channels: int):
+        super().__init__(p=1.0)
+        self.channels = channels
+        self.ops = trivial_ops(channels)
+        self._built = {(op, b, sign): build(sign * b / (TRIVIAL_BINS - 1))
+                       for op, (_, build, signed) in enumerate(self.ops) for b in range(TRIVIAL_BINS)
+                       for sign in ((1, -1) if signed else (1,))}
+
+    def get_params(self) -> dict[str, int]:
+        op = self.py_random.randrange(len(self.ops))
+        strength_bin = self.py_random.randrange(TRIVIAL_BINS)
+        sign = -1 if self.ops[op][2] and self.py_random.random() < 0.5 else 1
+        return {"op": op, "strength_bin": strength_bin, "sign": sign}
+
+    def op_at(self, op: int, strength_bin: int, sign: int):
+        """The albumentations transform of op `op` at bin `strength_bin`, mirrored for sign -1."""
+        return self._built[(op, strength_bin, sign)]
+
+    def apply(self, img: np.ndarray, op: int = 0, strength_bin: int = 0, sign: int = 1, **params: Any) -> np.ndarray:
+        return self.op_at(op, strength_bin, sign)(image=img)["image"]
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("channels",)
 
 
 def custom_ops(config: Mapping[str, Any], info: DatasetInfo) -> list:

@@ -17,9 +17,13 @@ from genlab.errors import DataError
 from genlab.data.strategies import (
     TrainingSetPlan,
     balanced_class_weights,
+    class_priors,
+    effective_number_weights,
     balanced_sample_weights,
     holdout_count,
+    stratified_fold,
     stratified_holdout,
+    warn_if_the_val_split_takes_most,
 )
 
 ImageTransform = Callable[[np.ndarray], np.ndarray]
@@ -28,6 +32,8 @@ ImageTransform = Callable[[np.ndarray], np.ndarray]
 warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
 # Loader workers only pay off where there is per-image work (augmentation); more than this rarely helps one GPU.
 MAX_AUTO_WORKERS = 8
+# How the train/val split is drawn (conf/data_common.yaml): ImageDataModule's arguments of those names.
+SPLIT_KEYS = ("split_seed", "folds", "fold")
 
 
 class ArrayDataset(Dataset):
@@ -150,7 +156,8 @@ def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, .
 class ImageDataModule(L.LightningDataModule):
     """Train/val/test loaders for one catalogued data set.
 
-    The validation split is carved out of the training set with the run's seed; then `plan` reshapes what is left
+    The validation split is carved out of the training set with `split_seed` (the run's seed unless set): `val_size`
+    images, or with `folds` fold number `fold` of a stratified K-fold (val_size unused); then `plan` reshapes what is left
     (subset, long tail, label noise). `train_eval` is a fixed, seeded subset of that training set (its labels as
     trained), the same size as val, served without augmentation so that the model's fit of its training data can be
     measured in eval mode.
@@ -172,6 +179,9 @@ class ImageDataModule(L.LightningDataModule):
         plan: TrainingSetPlan | None = None,
         on_device: bool = False,
         device_augment: DeviceAugment | None = None,
+        split_seed: int | None = None,
+        folds: int | None = None,
+        fold: int | None = None,
     ):
         super().__init__()
         self.options = dict(options or {})
@@ -179,6 +189,9 @@ class ImageDataModule(L.LightningDataModule):
         self.data_dir, self.download, self.seed = Path(data_dir), download, seed
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.val_size, self.pin_memory = val_size, resolve_pin_memory(pin_memory)
+        # None: each seed draws its own train/val split (Bouthillier et al. 2021 count it among the sources of variance)
+        self.split_seed = seed if split_seed is None else split_seed
+        self.folds, self.fold = folds, fold
         # On the device, loaders only hand out indices: workers would have nothing to do.
         self.num_workers = 0 if on_device else resolve_num_workers(num_workers, train_transform is not None)
         self.train_transform, self.on_device, self.device_augment = train_transform, on_device, device_augment
@@ -204,9 +217,8 @@ class ImageDataModule(L.LightningDataModule):
         if self.train_set is not None:
             return
         splits = self._splits or self._load(download=False)
-        total = len(splits.train_labels)
-        val_count = holdout_count(self.val_size, total, "data.val_size")
-        pool_idx, val_idx = stratified_holdout(splits.train_labels, val_count, self.seed)
+        pool_idx, val_idx = self.train_val_split(splits.train_labels)
+        val_count = len(val_idx)
         kept, train_labels, self.plan_record = self.plan.apply(splits.train_labels[pool_idx], self.info.num_classes, self.seed)
         train_idx = pool_idx[kept]
         rng = np.random.default_rng(self.seed)
@@ -222,6 +234,14 @@ class ImageDataModule(L.LightningDataModule):
             self._set_normalization(*channel_stats(train_images))
         self._splits = None  # the split copies above are all that is needed from here on
 
+    def train_val_split(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Indices (train pool, val) into the official training set: a fold of K, or a stratified holdout."""
+        if self.folds:
+            return stratified_fold(labels, self.folds, self.fold, self.split_seed)
+        val_count = holdout_count(self.val_size, len(labels), "data.val_size")
+        warn_if_the_val_split_takes_most(self.val_size, val_count, len(labels))
+        return stratified_holdout(labels, val_count, self.split_seed)
+
     def preview_batch(self, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """`count` seeded training images through the training augmentation (either path), and their labels.
 
@@ -236,10 +256,17 @@ class ImageDataModule(L.LightningDataModule):
         return images.numpy(), self.train_set.labels[indices]
 
     def class_weights(self) -> list[float] | None:
-        """Loss weights per class when `balance=loss` (after setup), else None."""
-        if self.plan.balance != "loss":
-            return None
-        return balanced_class_weights(self.train_set.labels, self.info.num_classes).tolist()
+        """Loss weights per class when `balance` is loss (inverse frequency) or effective_number (after setup), else
+        None."""
+        if self.plan.balance == "loss":
+            return balanced_class_weights(self.train_set.labels, self.info.num_classes).tolist()
+        if self.plan.balance == "effective_number":
+            return effective_number_weights(self.train_set.labels, self.info.num_classes, self.plan.balance_beta).tolist()
+        return None
+
+    def class_priors(self) -> list[float]:
+        """The training set's class frequencies (after setup), for the logit-adjusted loss."""
+        return class_priors(self.train_set.labels, self.info.num_classes).tolist()
 
     def train_dataloader(self) -> DataLoader:
         rank, world_size = self.process_slot()

@@ -22,6 +22,7 @@ DEVICE_PRESETS = ("none", "standard")
 NEEDS = {
     "strong": "per-image affine and colour transforms",
     "randaugment": "per-image RandAugment ops (rotate, shear, equalize, posterize, ...)",
+    "trivialaugment": "per-image TrivialAugment ops (rotate, shear, equalize, posterize, ...)",
     "custom": "a list of albumentations transforms",
 }
 
@@ -31,8 +32,11 @@ def unsupported_reason(config: Mapping[str, Any]) -> str | None:
     name = config["name"]
     if name not in PRESETS:
         raise ConfigError("augmentation.name", name, f"one of {list(PRESETS)}")
-    if name in DEVICE_PRESETS:
+    if name in DEVICE_PRESETS and not config.get("erasing_prob", 0.0):
         return None
+    if name in DEVICE_PRESETS:
+        return (f"augmentation.erasing_prob={config['erasing_prob']} needs per-image random erasing (albumentations' "
+                "Erasing), and the device path does only pad-and-crop, flip and cutout")
     return (f"augmentation={name} needs {NEEDS[name]}, and the device path does only none and standard "
             "(pad-and-crop, flip, cutout)")
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from genlab.errors import ConfigError
+from genlab.errors import ConfigError, warn_in_one_line
 
-BALANCE_MODES = ("none", "sampler", "loss")
+BALANCE_MODES = ("none", "sampler", "loss", "effective_number")
 # uniform: a corrupted label is redrawn from all classes, so it may land on the true one (Zhang et al. 2017's random
 # labels: at rate 1 the labels carry no information and test accuracy falls to chance). other_class: it is redrawn from
 # the other classes only, so every corrupted label is wrong (at rate 1 the net learns to avoid the true class and
@@ -31,6 +31,14 @@ def holdout_count(size: int | float, total: int, key: str) -> int:
     return count
 
 
+def warn_if_the_val_split_takes_most(size: int | float, count: int, total: int) -> None:
+    """A validation split of over half the training set is a data set smaller than data.val_size was meant for (the
+    default 5000 is CIFAR's): a one-line warning, since the run still trains, on what is left."""
+    if count > total / 2:
+        warn_in_one_line(f"data.val_size={size} holds out {count:,} of the {total:,} training images, leaving "
+                         f"{total - count:,} to train on; give a smaller data.val_size (a count, or a fraction like 0.1)")
+
+
 def stratified_holdout(labels: np.ndarray, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices (kept, held_out): `count` samples held out with class proportions kept where the counts allow it."""
     from sklearn.model_selection import train_test_split
@@ -40,6 +48,25 @@ def stratified_holdout(labels: np.ndarray, count: int, seed: int) -> tuple[np.nd
     stratify = labels if per_class.min() >= 2 and len(classes) <= count <= len(labels) - len(classes) else None
     kept, held = train_test_split(indices, test_size=count, stratify=stratify, random_state=seed)
     return np.sort(kept), np.sort(held)
+
+
+def stratified_fold(labels: np.ndarray, folds: int, fold: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (kept, held_out) of stratified K-fold: held out is fold `fold` of `folds`, kept the other folds.
+
+    Each class's samples, in an order drawn from `seed`, are dealt to the folds in turn, each class continuing where
+    the one before stopped: every class's count per fold, and the folds' sizes, differ by at most one, as with
+    scikit-learn's StratifiedKFold; the folds of one seed are disjoint and cover the whole set.
+    """
+    classes, per_class = np.unique(labels, return_counts=True)
+    if folds > per_class.min():
+        raise ConfigError("data.folds", folds, f"at most {per_class.min()}, the training images of the smallest "
+                                               f"class, {classes[per_class.argmin()]}, so that every fold holds every "
+                                               "class")
+    rng = np.random.default_rng(seed)
+    order = np.concatenate([rng.permutation(np.flatnonzero(labels == c)) for c in classes])
+    assigned = np.empty(len(labels), dtype=np.int64)
+    assigned[order] = np.arange(len(labels)) % folds
+    return np.flatnonzero(assigned != fold), np.flatnonzero(assigned == fold)
 
 
 def stratified_subset(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
@@ -100,6 +127,24 @@ def balanced_class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return weights
 
 
+def effective_number_weights(labels: np.ndarray, num_classes: int, beta: float) -> np.ndarray:
+    """Cui et al. 2019's class-balanced weights: w_c proportional to (1 - beta) / (1 - beta^n_c), the inverse of the
+    class's effective number of samples, normalised to sum to the number of classes present (theirs: to C); absent
+    classes weigh 0. beta -> 1 tends to inverse frequency, beta = 0 to no weighting."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.zeros(num_classes)
+    weights[present] = (1 - beta) / (1 - beta ** counts[present])
+    return weights * present.sum() / weights.sum()
+
+
+def class_priors(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """pi_c = n_c / N, the training set's class frequencies; an absent class counts as one image, so its log-prior is
+    finite (log 0 would make the logit-adjusted loss of a mixed target NaN)."""
+    counts = np.maximum(np.bincount(labels, minlength=num_classes), 1).astype(np.float64)
+    return counts / counts.sum()
+
+
 def balanced_sample_weights(labels: np.ndarray) -> np.ndarray:
     """1 / n_(label) per sample: a sampler drawing by these weights sees every class equally often."""
     return 1.0 / np.bincount(labels)[labels]
@@ -115,6 +160,7 @@ class TrainingSetPlan:
     label_noise: float = 0.0
     balance: str = "none"
     label_noise_kind: str = "uniform"
+    balance_beta: float = 0.9999
 
     @classmethod
     def from_saved(cls, saved: dict[str, Any]) -> "TrainingSetPlan":

@@ -21,7 +21,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from genlab.config import MAX_SEED, require, validate_data
-from genlab.data.datamodule import ImageDataModule
+from genlab.data.datamodule import SPLIT_KEYS, ImageDataModule
 from genlab.data.strategies import TrainingSetPlan
 from genlab.errors import ConfigError
 from genlab.models.registry import DATA_ARGS
@@ -174,7 +174,8 @@ def check_weights_fit(checkpoint: dict[str, Any], module: torch.nn.Module, path:
 # The module's settings that its __init__ unpacks or iterates, by what they must be for it to get that far.
 MODULE_SETTINGS = {"optimizer": (dict, "a dict"), "scheduler": (dict, "a dict"), "data": (dict, "a dict"),
                    "loss": ((dict, type(None)), "a dict or null"), "mixing": ((dict, type(None)), "a dict or null"),
-                   "class_weights": ((list, type(None)), "a list of per-class weights or null")}
+                   "class_weights": ((list, type(None)), "a list of per-class weights or null"),
+                   "class_priors": ((list, type(None)), "a list of class frequencies or null")}
 
 
 def module_to_load(checkpoint: dict[str, Any], path: str | Path, **overrides: Any) -> ImageClassifier:
@@ -214,6 +215,7 @@ def check_loadable(checkpoint: dict[str, Any], path: str | Path, data: DictConfi
         require("data.seed", seed, is_count(seed) and seed <= MAX_SEED, f"an integer in [0, {MAX_SEED}]")
         plan = asdict(TrainingSetPlan.from_saved(trained_on))
         split = {"val_size": trained_on["val_size"]} if trained_on.get("val_size") is not None else {}
+        split.update({key: trained_on[key] for key in SPLIT_KEYS if key in trained_on})  # older checkpoints: absent
         saved = {**plan, **split}
         for key, value in saved.items():
             require(f"data.{key}", value, is_setting(value), "a number, a string or null")

@@ -6,7 +6,6 @@ import logging
 import netrc
 import os
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,8 @@ from typing import Any
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
-from lightning.pytorch.utilities import rank_zero_only
+
+from genlab.errors import warn_in_one_line
 
 WANDB_LOGGER = "genlab.training.loggers.ResilientWandbLogger"
 CSV_LOGGER = "genlab.training.loggers.RunCSVLogger"
@@ -226,13 +226,6 @@ def sweep_parameters() -> set[str]:
     except (OSError, ValueError):
         return set()
     return {str(key) for key in parameters} if isinstance(parameters, dict) else set()
-
-
-def warn_in_one_line(message: str) -> None:
-    """`warning: …` on stderr, from rank zero: Python's warnings add the source line that raised them, a second line a
-    user has nothing to do with."""
-    if rank_zero_only.rank == 0:
-        print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def one_line(err: BaseException, limit: int = 300) -> str:

@@ -13,12 +13,18 @@ class Objective(nn.Module):
     `class_weights` rescale each sample's loss by its true class (by its targets' classes, for soft targets)."""
 
     def __init__(self, name: str = "cross_entropy", label_smoothing: float = 0.0, gamma: float = 0.0,
-                 class_weights: torch.Tensor | None = None):
+                 class_weights: torch.Tensor | None = None, logit_adjustment: float = 0.0,
+                 class_priors: torch.Tensor | None = None):
         super().__init__()
         self.name, self.label_smoothing, self.gamma = name, label_smoothing, gamma
         self.register_buffer("class_weights", class_weights, persistent=False)
+        # Menon et al. 2021: the loss sees logits + tau * log(pi), so the plain logits learn the balanced posterior.
+        offsets = logit_adjustment * class_priors.log() if logit_adjustment and class_priors is not None else None
+        self.register_buffer("logit_offsets", offsets, persistent=False)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if self.logit_offsets is not None:
+            logits = logits + self.logit_offsets
         if self.name == "cross_entropy":
             return F.cross_entropy(logits, targets, weight=self.class_weights, label_smoothing=self.label_smoothing)
         return self._focal(logits, targets)

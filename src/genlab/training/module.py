@@ -103,6 +103,7 @@ class ImageClassifier(L.LightningModule):
         loss: the training objective: name (cross_entropy | focal), label_smoothing, l1, and gamma for focal.
         mixing: `BatchMixing` arguments (mixup/cutmix); None = no mixing.
         class_weights: per-class weights of the training loss (class-balanced loss); None = unweighted.
+        class_priors: the training set's class frequencies, for loss.logit_adjustment; None where it is off.
         tta: at test time, average the predictions of each image and its mirror image.
         channels_last: keep the network's weights, and put its inputs, in NHWC memory layout.
         compile: run the network through torch.compile (see `CompiledOrEager`).
@@ -111,7 +112,7 @@ class ImageClassifier(L.LightningModule):
     def __init__(self, model: dict[str, Any], optimizer: dict[str, Any], scheduler: dict[str, Any], data: dict[str, Any],
                  loss: dict[str, Any] | None = None, mixing: dict[str, float] | None = None,
                  class_weights: list[float] | None = None, tta: bool = False, channels_last: bool = False,
-                 compile: bool = False):
+                 compile: bool = False, class_priors: list[float] | None = None):
         super().__init__()
         # logger=False: the run logs its whole resolved config itself; Lightning logging these after it would
         # overwrite the config's data, model and optimizer sections with the module's narrower ones.
@@ -124,8 +125,11 @@ class ImageClassifier(L.LightningModule):
         loss = dict(loss or {})
         self.l1 = loss.pop("l1", 0.0)
         weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
-        self.objective = Objective(**loss, class_weights=weights)
+        priors = torch.tensor(class_priors, dtype=torch.float64).float() if class_priors else None
+        self.objective = Objective(**loss, class_weights=weights, class_priors=priors)
         self.mixing = BatchMixing(**(mixing or {}))
+        self.sharpness_aware = optimizer.get("sam_rho", 0.0) > 0  # two passes per step (genlab.training.sam)
+        self._first_pass_inputs: tuple[torch.Tensor, torch.Tensor] | None = None
         self.num_classes = num_classes = model["num_classes"]
         # keyed "on_<stage>": a bare "train" key would shadow nn.Module.train
         self.metrics = nn.ModuleDict({f"on_{s}": accuracy_metrics(num_classes, f"{s}/", calibration=s == "test")
@@ -160,19 +164,27 @@ class ImageClassifier(L.LightningModule):
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         images, labels = batch
         targets = labels
-        if self.mixing.enabled:
+        # SAM's second pass (at w + e) sees the first pass's batch, mixed as it was, and counts and logs nothing.
+        perturbed = self.sharpness_aware and self.optimizers(use_pl_optimizer=False).perturbed
+        if perturbed:
+            images, targets = self._first_pass_inputs
+        elif self.mixing.enabled:
             images, targets = self.mixing(images, labels, self.num_classes)
+        if self.sharpness_aware and not perturbed:
+            self._first_pass_inputs = images, targets
         output = self(images)
         logits = output.logits if isinstance(output, LogitsWithAux) else output
         loss = self.objective(logits, targets)
-        # accuracy against the hard labels; train/loss is the main head's only, comparable with val/loss
-        self.train_totals.add_(torch.stack([loss.detach() * labels.shape[0], (logits.argmax(-1) == labels).sum(),
-                                             labels.new_full((), labels.shape[0])]))  # a fill: no host-to-GPU copy
-        if self._logs_this_step():
-            self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
+        if not perturbed:
+            # accuracy against the hard labels; train/loss is the main head's only, comparable with val/loss
+            self.train_totals.add_(torch.stack([loss.detach() * labels.shape[0], (logits.argmax(-1) == labels).sum(),
+                                                 labels.new_full((), labels.shape[0])]))  # a fill: no host-to-GPU copy
+            if self._logs_this_step():
+                self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
         if isinstance(output, LogitsWithAux):
             aux_loss = output.aux_weight * sum(self.objective(aux, targets) for aux in output.aux)
-            self.log("train/aux_loss", aux_loss.detach(), on_step=True, on_epoch=True, batch_size=labels.shape[0])
+            if not perturbed:
+                self.log("train/aux_loss", aux_loss.detach(), on_step=True, on_epoch=True, batch_size=labels.shape[0])
             loss = loss + aux_loss
         if self.l1:
             loss = loss + self.l1 * l1_penalty(self.net)

@@ -13,6 +13,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from genlab.errors import ConfigError
+from genlab.training.sam import sharpness_aware
 
 SCHEDULERS = ("none", "cosine", "step", "onecycle")
 LR_SCALING = ("none", "linear", "sqrt")
@@ -104,16 +105,18 @@ def keep_built_implementation(optimizer: torch.optim.Optimizer, state_dict: dict
 def build_optimizer(model: nn.Module, config: dict[str, Any],
                     clip_under_mixed_precision: bool = False) -> torch.optim.Optimizer:
     """`config` is the optimizer group: `_target_` (a torch.optim class), lr, weight_decay, decay_norm_and_bias,
-    implementation (see `implementation_flags`; decided for the parameters' current device), class kwargs."""
+    implementation (see `implementation_flags`; decided for the parameters' current device), sam_rho and sam_adaptive
+    (SAM/ASAM around it where sam_rho > 0, see genlab.training.sam), class kwargs."""
     kwargs = dict(config)
     optimizer_class = get_class(kwargs.pop("_target_"))
     implementation = kwargs.pop("implementation", "auto")
+    rho, adaptive = kwargs.pop("sam_rho", 0.0), kwargs.pop("sam_adaptive", False)
     groups = parameter_groups(model, kwargs.pop("weight_decay", 0.0), kwargs.pop("decay_norm_and_bias", False))
     params = [p for group in groups for p in group["params"]]
     flags = implementation_flags(implementation, optimizer_class, params, clip_under_mixed_precision)
     optimizer = optimizer_class(groups, **kwargs, **flags)
     optimizer.register_load_state_dict_pre_hook(keep_built_implementation)
-    return optimizer
+    return sharpness_aware(optimizer, model, rho, adaptive)
 
 
 class WarmupSchedule:
