@@ -63,8 +63,8 @@ def test_without_a_key_the_spec_is_written_beside_the_report_and_one_line_says_h
     out = main([str(sweep), "--dashboard", "my-team/genlab", "--out", str(tmp_path / "report")])
     path = out / "dashboard.json"
     lines = [line for line in capsys.readouterr().err.splitlines() if "--dashboard" in line]
-    assert lines == [f"warning: --dashboard my-team/genlab: not saved to W&B (No API key configured. Use `wandb "
-                     f"login` to log in.); its spec is in {path}, save it when online with: python -m "
+    assert lines == [f"warning: --dashboard my-team/genlab: not saved to W&B (no W&B key: set WANDB_API_KEY or run "
+                     f"`wandb login`); its spec is in {path}, save it when online with: python -m "
                      f"genlab.analysis.dashboard {path}"]
     spec = json.loads(path.read_text())
     assert (spec["entity"], spec["project"], spec["displayName"]) == ("my-team", "genlab", f"genlab study: ablation/{SWEEP}")
@@ -104,6 +104,7 @@ def test_the_saved_spec_loads_back_into_the_same_workspace_and_the_printed_comma
     loaded = dashboard.load_spec(tmp_path / "dashboard.json")
     assert dashboard.spec_json(loaded) == dashboard.spec_json(workspace) == (tmp_path / "dashboard.json").read_text()
     saved = []
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)  # never sent: save is W&B's, replaced here
     monkeypatch.setattr(ws.Workspace, "save", lambda self: saved.append(dashboard.spec_json(self)) or self)
     monkeypatch.setattr(ws.Workspace, "url", property(lambda self: f"https://wandb.ai/{self.entity}/{self.project}"))
     assert dashboard.main([str(tmp_path / "dashboard.json")]) == "dashboard: https://wandb.ai/e/genlab"

@@ -14,7 +14,7 @@ from genlab.pipeline import run
         ("data.train_fraction=0", "data.train_fraction", "a fraction in (0, 1]"),
         ("data.train_size=0", "data.train_size", "null or an integer >= 1"),
         ("data.imbalance=0.5", "data.imbalance", "a max/min class-count ratio >= 1"),
-        ("data.balance=oversample", "data.balance", "one of ['none', 'sampler', 'loss']"),
+        ("data.balance=oversample", "data.balance", "one of ['none', 'sampler', 'loss', 'effective_number']"),
         ("data.num_workers=many", "data.num_workers", "auto or an integer >= 0"),
         ("data.pin_memory=sometimes", "data.pin_memory", "auto, true or false"),
         ("augmentation.mixup_alpha=-1", "augmentation.mixup_alpha", "a number >= 0"),

@@ -149,7 +149,7 @@ def test_compare_skips_counts_and_names_a_cut_off_results_json(tmp_path, capsys)
 @pytest.mark.parametrize("argv,expected", [
     (["model=nope"], "model: got 'nope', expected one of ['alexnet', 'googlenet',"),
     (["seed=3", "model=_common"], "model: got '_common', expected one of ['alexnet',"),
-    (["-m", "regularization=none,dropuot"], "regularization: got 'dropuot', expected one of ['all', 'batchnorm',"),
+    (["-m", "regularization=none,dropuot"], "regularization: got 'dropuot', expected one of ['all', 'asam', 'batchnorm',"),
     (["+model=resnet", "data=cifar10", "model.depth=20"], None),
     (["-m", "experiment=glob(*)", "debug=fdr"], None),  # Hydra's sweep syntax is Hydra's to read
     (["hydra/launcher=submitit_local"], None),           # a plugin's option, not a file of conf/

@@ -56,3 +56,22 @@ def test_a_key_and_no_network_goes_offline_after_the_timeout_and_writes_no_key(t
     assert list((run_dir / "wandb").glob("offline-run-*"))
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert written and not [p for p in written if FAKE_KEY.encode() in p.read_bytes()]
+
+
+@pytest.mark.parametrize(("host", "base_url", "found"), [
+    ("api.forge.coreweave.com", None, True),  # wandb >= 0.28's `wandb login` stores the key here
+    ("api.wandb.ai", None, True),  # older clients' logins still count
+    ("wandb.example.org", "https://wandb.example.org", True),  # a server of one's own (WANDB_BASE_URL)
+    ("wandb.example.org", None, False)])
+def test_a_wandb_login_is_found_under_the_host_the_client_logs_in_to(tmp_path, monkeypatch, host, base_url, found):
+    """genlab looked only under api.wandb.ai: after `wandb login` with wandb 0.31, every run went offline."""
+    from genlab.training.loggers import wandb_credentials_available
+
+    (tmp_path / ".netrc").write_text(f"machine {host}\n  login user\n  password {'k' * 40}\n")
+    (tmp_path / ".netrc").chmod(0o600)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    if base_url:
+        monkeypatch.setenv("WANDB_BASE_URL", base_url)
+    else:
+        monkeypatch.delenv("WANDB_BASE_URL", raising=False)
+    assert wandb_credentials_available() is found

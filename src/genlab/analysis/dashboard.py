@@ -143,11 +143,18 @@ def load_spec(path: Path):
     return ws.Workspace._from_model(internal.View.model_validate_json(path.read_text()))
 
 
+NO_KEY = "no W&B key: set WANDB_API_KEY or run `wandb login`"
+
+
 def publish(workspace, out: Path, target: str) -> str:
     """Save the workspace to W&B, or, without a key or a network (or with WANDB_MODE=offline), write its spec into
     `out`; the one line to show either way."""
+    from genlab.training.loggers import wandb_credentials_available
+
     if os.environ.get("WANDB_MODE", "").lower() in ("offline", "dryrun"):
         why = f"WANDB_MODE={os.environ['WANDB_MODE']}"
+    elif not wandb_credentials_available():  # asked without a key, W&B's client keeps online settings for the process
+        why = NO_KEY
     else:
         try:
             saved = workspace.save()
@@ -171,6 +178,11 @@ def main(argv: list[str] | None = None) -> str:
     except (OSError, ValueError) as err:  # pydantic's ValidationError is a ValueError
         raise Refusal(f"error: {args.spec}: {one_line(err, 160)}; expected the {SPEC_FILE} compare.py --dashboard "
                       "wrote") from None
+    from genlab.training.loggers import wandb_credentials_available
+
+    if not wandb_credentials_available():
+        raise Refusal(f"error: {args.spec}: not saved to W&B ({NO_KEY}); with WANDB_API_KEY set and the network "
+                      "there, run this again")
     try:
         return f"dashboard: {workspace.save().url}"
     except Exception as err:

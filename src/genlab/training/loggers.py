@@ -312,14 +312,27 @@ class RunTensorBoardLogger(TensorBoardLogger):
         self.experiment.flush()
 
 
+def wandb_hosts() -> set[str]:
+    """The hosts `wandb login` may have stored a key under in ~/.netrc: the configured server (WANDB_BASE_URL, else
+    the client's default: api.forge.coreweave.com since wandb 0.28) and api.wandb.ai, where older clients stored it."""
+    from urllib.parse import urlparse
+
+    try:
+        from wandb.sdk.lib.urls import DEFAULT_BASE_URL
+    except ImportError:  # an older client: its default was api.wandb.ai
+        DEFAULT_BASE_URL = "https://api.wandb.ai"  # noqa: N806
+    return {urlparse(os.environ.get("WANDB_BASE_URL") or DEFAULT_BASE_URL).hostname or "", "api.wandb.ai"}
+
+
 def wandb_credentials_available() -> bool:
     """True when W&B could log online: WANDB_API_KEY is set or `wandb login` stored a key in ~/.netrc."""
     if os.environ.get("WANDB_API_KEY"):
         return True
     try:
-        return netrc.netrc().authenticators("api.wandb.ai") is not None
+        stored = netrc.netrc()
     except (FileNotFoundError, netrc.NetrcParseError, OSError):
         return False
+    return any(stored.authenticators(host) is not None for host in wandb_hosts())
 
 
 def wandb_should_run_offline() -> bool:
