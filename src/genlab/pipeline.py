@@ -327,7 +327,9 @@ def measure_generalization(cfg: DictConfig, module: ImageClassifier, datamodule:
     images = datamodule.normalize(torch.from_numpy(np.ascontiguousarray(datamodule.train_eval_set.images)).to(device))
     subset = Subset(images, torch.from_numpy(datamodule.train_eval_set.labels).long().to(device))
     info = datamodule.info
-    csv_log = next((Path(lg.experiment.metrics_file_path) for lg in trainer.loggers if isinstance(lg, RunCSVLogger)), None)
+    # the training log is rank zero's: another DDP rank's logger has no experiment (Lightning's stand-in)
+    csv_log = next((Path(lg.experiment.metrics_file_path) for lg in trainer.loggers if isinstance(lg, RunCSVLogger)),
+                   None) if trainer.is_global_zero else None
     plain_ce = (module.objective.name == "cross_entropy" and not module.objective.label_smoothing
                 and module.objective.class_weights is None and not module.mixing.enabled)
     return measure_weights(module.net, subset, (info.channels, info.image_size, info.image_size),

@@ -20,7 +20,7 @@ from conftest import CONF_DIR, FAST, compose_config
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 SINGLE_RUNS = ("cifar10_speed", "cifar10_speed_smoke")  # presets of one run, not a sweep
 # Smoke twins whose effect needs more than a few epochs to show (on a smaller training set, so no longer to run)
-SMOKE_EPOCHS = {"label_noise_smoke": 30}
+SMOKE_EPOCHS = {"label_noise_smoke": 30, "generalization_measures_smoke": 8}
 
 
 def sweep_of(name: str) -> dict[str, list[str]]:

@@ -22,6 +22,16 @@ HOMOGENEOUS_ACTIVATIONS = (nn.ReLU, nn.LeakyReLU)
 NOT_HOMOGENEOUS = (nn.ELU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d)
 
 
+class LayerTracer(fx.Tracer):
+    """torch.fx's tracer, with genlab's parameter-free layers kept whole: folding needs only the edges between convs
+    and norms, and a layer such as LeNet-5's PadToField (an item assignment) cannot be traced inside."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        own_leaf = (not m.__module__.startswith("torch.") and next(m.parameters(), None) is None
+                    and next(m.children(), None) is None)
+        return own_leaf or super().is_leaf_module(m, module_qualified_name)
+
+
 def batch_norm_affine(norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     """(scale, shift) per channel with norm(x) = scale * x + shift in eval mode."""
     weight = norm.weight if norm.affine else torch.ones_like(norm.running_var)
@@ -51,7 +61,8 @@ def as_depthwise_conv(norm: nn.BatchNorm2d) -> nn.Conv2d:
 
 def fold_batch_norm(net: nn.Module) -> fx.GraphModule:
     """A copy of `net` in eval mode with no batch norm left, computing the same outputs (`net` is unchanged)."""
-    traced = fx.symbolic_trace(copy.deepcopy(net).eval())
+    root = copy.deepcopy(net).eval()
+    traced = fx.GraphModule(root, LayerTracer().trace(root))
     modules = dict(traced.named_modules())
     for node in list(traced.graph.nodes):
         if node.op != "call_module" or not isinstance(modules[node.target], nn.BatchNorm2d):
@@ -71,8 +82,9 @@ def fold_batch_norm(net: nn.Module) -> fx.GraphModule:
 
 
 def path_norm_defined(net: nn.Module) -> bool:
-    """Whether every unit of `net` is positively homogeneous (ReLU-like, no group/layer norm), as path norm assumes."""
-    return not any(isinstance(m, NOT_HOMOGENEOUS) for m in net.modules())
+    """Whether every unit of `net` is positively homogeneous (ReLU-like, no group/layer norm), as path norm assumes;
+    padding with each image's darkest value (LeNet-5's `fill=darkest`) depends on the input, so it is not."""
+    return not any(isinstance(m, NOT_HOMOGENEOUS) or getattr(m, "fill", None) == "darkest" for m in net.modules())
 
 
 def path_norm(net: nn.Module, input_shape: tuple[int, ...]) -> float:
