@@ -20,9 +20,10 @@ os.environ.setdefault("WANDB_SILENT", "true")
 REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO / "conf"
 # A fast, quiet variant of the defaults for in-process runs. The confusion-matrix and augmentation-grid PNGs cost
-# matplotlib ~1.6 s per run, twice a small run's training: the tests that check them ask for them.
+# matplotlib ~1.6 s per run, twice a small run's training, and the generalization measures trace and fold the network
+# in every run: the tests that check them ask for them (a later analysis/measures=… wins).
 FAST = ["logger=csv", "callbacks.rich_progress_bar.enabled=false", "trainer.enable_progress_bar=false",
-        "analysis.confusion_matrix=false", "augmentation.preview_images=0"]
+        "analysis.confusion_matrix=false", "augmentation.preview_images=0", "analysis/measures=none"]
 
 
 def _parse_each_yaml_text_once() -> None:

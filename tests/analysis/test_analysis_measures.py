@@ -185,7 +185,7 @@ def test_a_run_measures_its_compared_weights_from_its_real_initialization(make_c
 
     cfg = make_cfg("trainer.max_epochs=1", "optimizer.lr=1e-30", "optimizer.weight_decay=0", "analysis.robustness=false",
                    "optimizer.lr_scaling=linear", "optimizer.base_batch_size=128", "data.batch_size=64",
-                   "scheduler=cosine", "scheduler.warmup_epochs=1", "analysis.landscape=true")
+                   "scheduler=cosine", "scheduler.warmup_epochs=1", "analysis.landscape=true", "analysis/measures=cheap")
     metrics = run(cfg)
     run_dir = Path(cfg.paths.output_dir)
     record = json.loads((run_dir / "results.json").read_text())
@@ -286,7 +286,7 @@ def test_the_study_presets_vary_the_four_keys_and_measure_the_last_weights(make_
     import yaml
 
     for name in ("generalization_measures", "generalization_measures_smoke"):
-        cfg = make_cfg(f"experiment={name}")
+        cfg = make_cfg(f"experiment={name}", fast=False)
         validate(cfg, cuda_available=False)
         assert cfg.analysis.compared_weights == "last" and cfg.analysis.measures.name == "cheap"
         assert cfg.data.name == "digits" and cfg.data.train_size == 400

@@ -74,8 +74,7 @@ def stop_when(process: ScriptProcess, ready: Path, signum: int, to_group: bool) 
 def test_an_interrupted_sweep_continues_with_the_command_it_prints(tmp_path, launcher, signum, to_group, code,
                                                                    stopped_job):
     sweep_dir = tmp_path / "sweep"
-    # 320 images (5 batches an epoch): each job still trains 6 epochs, so the signal lands mid-job, in a third of the time
-    args = ["-m", "seed=1,2,3", "trainer.max_epochs=6", "data.train_size=320", *QUIET, f"hydra.sweep.dir={sweep_dir}",
+    args = ["-m", "seed=1,2,3", "trainer.max_epochs=6", *QUIET, f"hydra.sweep.dir={sweep_dir}",
             *(["hydra/launcher=parallel"] if launcher == "parallel" else [])]
     process = start_script("train.py", *args, cwd=tmp_path, env=ENV, merge_stderr=True, start_new_session=True)
     out = stop_when(process, sweep_dir / str(stopped_job) / "checkpoints" / "last.ckpt", signum, to_group)
