@@ -50,12 +50,12 @@ def latex_escape(text: str) -> str:
 def lead_is_significant(groups: list[Group], metric: str, alpha: float) -> bool:
     """The best group's lead is significant: over the runner-up when it is the baseline, else over the baseline
     (the comparison the verdict makes), by the Holm-adjusted p-value of the table."""
+    from genlab.analysis.report import headline_pair
+
     scored = [g for g in groups if metric in g.stats]
     if len(scored) < 2:
         return False
-    best = scored[0]
-    base = next((g for g in scored if g.baseline), best)
-    row = scored[1] if base is best else best
+    row, _ = headline_pair(scored)
     return not math.isnan(row.p_value) and row.p_value < alpha
 
 

@@ -412,6 +412,14 @@ def assess(row: Group, other: Group, metric: str) -> str:
     return (f"inconclusive at {seeds} ({tests}){also}; this is not evidence that the groups are equal: {power}")
 
 
+def headline_pair(scored: list[Group]) -> tuple[Group, Group]:
+    """The pair the headline compares, of groups ranked best first: (the group tested against the baseline, the group
+    it is tested against); the runner-up against the best when the best is the baseline, else the best against it."""
+    best = scored[0]
+    base = next((g for g in scored if g.baseline), best)
+    return (scored[1], best) if base is best else (best, base)
+
+
 def verdict(groups: list[Group], metric: str, direction: str | None = None) -> str:
     """One sentence: who won, and whether its lead is real: over the runner-up when the best group is the baseline,
     else over the baseline."""
@@ -424,9 +432,8 @@ def verdict(groups: list[Group], metric: str, direction: str | None = None) -> s
     head = f"Best: {best.label}: {name} {best.stats[metric].mean:.4f} ({better} is better)"
     if len(scored) == 1:
         return f"{head}; it is the only group ({_seeds(best.stats[metric].n)})."
-    base = next((g for g in scored if g.baseline), best)
-    row, other = (scored[1], best) if base is best else (best, base)  # row: the group tested against the baseline
-    over = row.label if base is best else base.label
+    row, other = headline_pair(scored)
+    over = (other if row is best else row).label
     if row.delta == 0:
         same = (f", and gave the very same value on each of the {_seeds(row.identical_seeds)} they share"
                 if row.identical_seeds else "")
@@ -455,9 +462,8 @@ def improvement_verdict(groups: list[Group], metric: str, direction: str) -> str
     if len(scored) < 2:
         return None
     best = scored[0]
-    base = next((g for g in scored if g.baseline), best)
-    rival = scored[1] if base is best else base
-    row = rival if base is best else best  # the group whose p-value against the baseline the table shows
+    row, other = headline_pair(scored)  # row: the group whose p-value against the baseline the table shows
+    rival = other if row is best else row
     if row.delta == 0 and row.identical_seeds:  # the headline says they tie, value for value
         return None
     estimate = improvement(best, rival, metric, direction)
