@@ -197,8 +197,8 @@ def check_one_training_set_size_knob(plan: Any) -> None:
     the fraction-1.0 ones, hours in: refused before the first job, with the command that sweeps sizes instead."""
     from genlab.sweep import override_key
 
-    for job in plan.jobs or []:
-        values = {override_key(o): o.split("=", 1)[1] for o in job if "=" in o}
+    jobs = [{override_key(o): o.split("=", 1)[1] for o in job if "=" in o} for job in plan.jobs or []]
+    for values in jobs:
         fraction, size = values.get("data.train_fraction"), values.get("data.train_size")
         if fraction is None or size in (None, "null"):
             continue
@@ -207,8 +207,7 @@ def check_one_training_set_size_knob(plan: Any) -> None:
                 continue
         except ValueError:
             continue  # not a number: the job's own validation names it
-        fractions = dict.fromkeys(v for j in plan.jobs for k, v in (o.split("=", 1) for o in j if "=" in o)
-                                  if override_key(k) == "data.train_fraction")
+        fractions = dict.fromkeys(j["data.train_fraction"] for j in jobs if "data.train_fraction" in j)
         raise ConfigError("data.train_size", size, f"null while the sweep sets data.train_fraction "
                           f"({','.join(fractions)}): one knob sizes the training set. To sweep sizes instead, add "
                           "data.train_fraction=1.0 (the command line replaces a preset's sweep of it)")
