@@ -26,20 +26,22 @@ def weights_rows(metrics: dict[str, float], tested: dict[str, dict[str, Any]] | 
     set, where it differs, follows as `…, <which>`: a study of the last epoch must not read the best checkpoint's train
     accuracy as its own."""
     if not tested:
-        return [("test accuracy", f"{metrics['test/acc']:.4f}"),
-                ("train accuracy (eval mode)", f"{metrics['train_eval/acc']:.4f}"),
-                ("generalization gap (train - test)", f"{metrics['gap/acc']:+.4f}"), *loss_rows(metrics, "")]
+        return [*accuracy_rows(metrics, "", ""), *loss_rows(metrics, "")]
     compared_last = tested["analysis"] == tested["final"] and tested["test"] != tested["final"]
     sets = [("final/", "last epoch"), ("", "best checkpoint")] if compared_last else [("", "best"), ("final/", "last epoch")]
     if tested["test"] == tested["final"]:
         sets = sets[:1]
     rows = [("compared weights", describe_weights(tested["analysis"]))]
     for number, (prefix, which) in enumerate(sets):
-        suffix = f", {which}" if number else ""
-        rows += [(f"test accuracy{suffix}", f"{metrics[f'{prefix}test/acc']:.4f}"),
-                 (f"train accuracy (eval mode){suffix}", f"{metrics[f'{prefix}train_eval/acc']:.4f}"),
-                 (f"generalization gap (train - test){suffix}", f"{metrics[f'{prefix}gap/acc']:+.4f}")]
+        rows += accuracy_rows(metrics, prefix, f", {which}" if number else "")
     return [*rows, *loss_rows(metrics, sets[0][0])]
+
+
+def accuracy_rows(metrics: dict[str, float], prefix: str, suffix: str) -> list[tuple[str, str]]:
+    """Test and train accuracy and the gap of one set of weights (`prefix`: "" or "final/"), named with `suffix`."""
+    return [(f"test accuracy{suffix}", f"{metrics[f'{prefix}test/acc']:.4f}"),
+            (f"train accuracy (eval mode){suffix}", f"{metrics[f'{prefix}train_eval/acc']:.4f}"),
+            (f"generalization gap (train - test){suffix}", f"{metrics[f'{prefix}gap/acc']:+.4f}")]
 
 
 def loss_rows(metrics: dict[str, float], prefix: str) -> list[tuple[str, str]]:
