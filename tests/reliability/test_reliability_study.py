@@ -66,6 +66,9 @@ def stop_when(process: ScriptProcess, ready: Path, signum: int, to_group: bool) 
     return out
 
 
+SWEEP_EPOCHS = 4  # each job's length: the sweep is stopped once job 0 has its first epoch's checkpoint
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds leftover processes through /proc")
 @pytest.mark.parametrize(("launcher", "signum", "to_group", "code", "stopped_job"),
@@ -74,7 +77,9 @@ def stop_when(process: ScriptProcess, ready: Path, signum: int, to_group: bool) 
 def test_an_interrupted_sweep_continues_with_the_command_it_prints(tmp_path, launcher, signum, to_group, code,
                                                                    stopped_job):
     sweep_dir = tmp_path / "sweep"
-    args = ["-m", "seed=1,2,3", "trainer.max_epochs=6", *QUIET, f"hydra.sweep.dir={sweep_dir}",
+    # 320 images: 5 batches an epoch, so a signal lands in validation as often as in training (both are resumed whole)
+    args = ["-m", "seed=1,2,3", f"trainer.max_epochs={SWEEP_EPOCHS}", "data.train_size=320", *QUIET,
+            f"hydra.sweep.dir={sweep_dir}",
             *(["hydra/launcher=parallel"] if launcher == "parallel" else [])]
     process = start_script("train.py", *args, cwd=tmp_path, env=ENV, merge_stderr=True, start_new_session=True)
     out = stop_when(process, sweep_dir / str(stopped_job) / "checkpoints" / "last.ckpt", signum, to_group)
@@ -101,8 +106,8 @@ def test_an_interrupted_sweep_continues_with_the_command_it_prints(tmp_path, lau
     assert all(snapshot(sweep_dir / str(n)) == files for n, files in completed.items())  # kept byte for byte
     for n in range(3):
         record = json.loads((sweep_dir / str(n) / "results.json").read_text())
-        assert record["status"] == "completed" and record["epochs"] == 6
-        assert epochs_in_csv(sweep_dir / str(n)) == list(range(6))  # each epoch once: resumed, never restarted
+        assert record["status"] == "completed" and record["epochs"] == SWEEP_EPOCHS
+        assert epochs_in_csv(sweep_dir / str(n)) == list(range(SWEEP_EPOCHS))  # each epoch once: resumed, not restarted
         assert record["torch_threads"]["threads"] == 1
     assert {m.group(1) for m in re.finditer(r"^job (\d)/3: seed=\d", continued.stdout, re.M)} == {"1", "2", "3"}
 
