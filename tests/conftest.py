@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import yaml
 from hydra import compose, initialize_config_dir
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, open_dict
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -46,10 +48,57 @@ def _parse_each_yaml_text_once() -> None:
 _parse_each_yaml_text_once()
 
 
+def hydra_compose(config_name: str, overrides: list[str]) -> DictConfig:
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose(config_name, overrides=overrides)
+
+
+GROUPS = {p.name for p in CONF_DIR.iterdir() if p.is_dir()}
+_defaults_composed: dict[tuple[str, tuple[str, ...]], DictConfig] = {}
+
+
+def split_overrides(overrides: list[str]) -> tuple[list[str], list] | None:
+    """The group choices and the parsed value overrides (`key=value` on a config key), or None where an override is
+    anything else (an addition, a deletion, a sweep, a hydra key, a parse error): those are composed as they are."""
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:  # noqa: BLE001  (Hydra raises its own error for it in the plain composition)
+        return None
+    groups, values = [], []
+    for override in parsed:
+        if (override.is_add() or override.is_delete() or override.is_force_add() or override.is_sweep_override()
+                or override.package is not None or override.is_hydra_override()):
+            return None
+        key = override.key_or_group
+        if "/" in key or key in GROUPS:
+            groups.append(override.input_line)
+        else:
+            values.append(override)
+    return groups, values
+
+
+def compose_like_hydra(config_name: str, overrides: list[str]) -> DictConfig:
+    """Hydra's composition of `overrides`, in a fraction of its time (~0.25 s a composition here, ~700 in the suite).
+
+    Hydra composes the defaults tree the group choices pick, then applies the value overrides to it in order
+    (ConfigLoaderImpl._load_configuration_impl). The first step is kept per group choice, the second is Hydra's own
+    function on a copy; tests/test_config.py::test_the_tests_compose_configs_as_hydra_does checks the two agree.
+    """
+    split = split_overrides(overrides)
+    if split is None:
+        return hydra_compose(config_name, overrides)
+    groups, values = split
+    key = (config_name, tuple(groups))
+    if key not in _defaults_composed:
+        _defaults_composed[key] = hydra_compose(config_name, groups)
+    cfg = copy.deepcopy(_defaults_composed[key])
+    ConfigLoaderImpl._apply_overrides_to_config(values, cfg)  # noqa: SLF001  (the step Hydra itself takes)
+    return cfg
+
+
 def compose_config(overrides: list[str], output_dir: Path, config_name: str = "train") -> DictConfig:
     """Compose like `train.py` would; the `hydra:` resolvers that only exist under @hydra.main get real paths."""
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name, overrides=overrides)
+    cfg = compose_like_hydra(config_name, overrides)
     with open_dict(cfg):
         cfg.paths.root_dir = str(REPO)
         cfg.paths.output_dir = str(output_dir)

@@ -143,3 +143,30 @@ def test_onecycle_changes_the_learning_rate_only(make_cfg, optimizer, momentum):
     optimizer_ = build_optimizer(torch.nn.Linear(2, 2), {k: v for k, v in cycling.optimizer.items() if k not in ("lr_scaling", "base_batch_size")})
     build_scheduler(optimizer_, dict(cycling.scheduler), total_steps=20, max_epochs=1)
     assert momentum(optimizer_.param_groups[0]) != before  # torch's cycle starts at max_momentum 0.95
+
+
+@pytest.mark.parametrize("overrides", [
+    [],
+    ["trainer.max_epochs=3", "trainer=ddp", "model=resnet", "model.depth=56"],  # a value before the group it is in
+    ["experiment=regularization_ablation", "regularization=dropout", "seed=4", "optimizer.lr=0.01"],
+    ["experiment=long_tail_smoke", "debug=fdr", "analysis/measures=all", "data.batch_size=16", "ckpt_path=null"],
+    ["data=cifar10", "augmentation=strong", "augmentation.mixup_alpha=0.2", "callbacks.early_stopping.enabled=true"],
+], ids=["defaults", "value_then_group", "experiment", "nested_group", "data"])
+def test_the_tests_compose_configs_as_hydra_does(overrides):
+    """conftest's compose_like_hydra (the defaults tree kept per group choice, the values applied to a copy) gives
+    Hydra's own composition: the same keys, values, interpolations and struct flag."""
+    from omegaconf import OmegaConf
+
+    from conftest import FAST, compose_like_hydra, hydra_compose
+
+    for case in (overrides, [*FAST, *overrides]):
+        expected = hydra_compose("train", case)
+        for _ in range(2):  # the second from the kept tree
+            got = compose_like_hydra("train", case)
+            assert OmegaConf.to_yaml(got) == OmegaConf.to_yaml(expected)
+            assert OmegaConf.is_struct(got) and OmegaConf.is_struct(expected)
+    with pytest.raises(ConfigCompositionException) as hydra_error:
+        hydra_compose("train", [*overrides, "optimizer.lrr=0.1"])
+    with pytest.raises(ConfigCompositionException) as our_error:
+        compose_like_hydra("train", [*overrides, "optimizer.lrr=0.1"])
+    assert str(our_error.value) == str(hydra_error.value)
