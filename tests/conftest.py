@@ -251,3 +251,9 @@ def write_imagefolder(root: Path, classes=("cat", "dog", "fox"), train: int = 8,
                 pixels = random_images(rng, np.array([c * 3]), (size, size + 4, 3))[0]
                 Image.fromarray(pixels).save(folder / f"img_{i}.{'png' if i % 2 else 'jpg'}")
     return root
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests first (each worker's order, which pytest-xdist hands out from): a 40 s test started last kept
+    one core busy while the other had nothing left to run."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

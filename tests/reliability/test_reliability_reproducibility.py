@@ -15,7 +15,7 @@ from scripts import run_script
 
 def test_deterministic_runs_with_the_same_seed_are_bit_identical(tmp_path):
     overrides = ["logger=csv", "callbacks.rich_progress_bar.enabled=false", "trainer.enable_progress_bar=false",
-                 "trainer.deterministic=true", "trainer.max_epochs=3", "model.dropout=0.3",
+                 "trainer.deterministic=true", "trainer.max_epochs=2", "model.dropout=0.3",
                  # every metric is compared: the PNGs (confusion matrix, augmentation grid) add none, at ~1 s a run
                  "analysis.confusion_matrix=false", "augmentation.preview_images=0", "seed=5"]
     first = run(compose_config(overrides, tmp_path / "a"))
