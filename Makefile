@@ -20,10 +20,10 @@ train: install
 	$(PY) train.py $(ARGS)
 
 test: install
-	$(PY) -m pytest -n 2 -m "not soak" $(ARGS)
+	$(PY) -m pytest -n 2 --dist loadgroup -m "not soak" $(ARGS)
 
 test-fast: install
-	$(PY) -m pytest -n 2 -m "not slow and not soak" $(ARGS)
+	$(PY) -m pytest -n 2 --dist loadgroup -m "not slow and not soak" $(ARGS)
 
 soak: install
 	$(PY) -m pytest -m soak $(ARGS)

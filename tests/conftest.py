@@ -253,6 +253,11 @@ def write_imagefolder(root: Path, classes=("cat", "dog", "fox"), train: int = 8,
     return root
 
 
+# The tests that run several CPU-bound processes at once (DDP ranks, parallel sweep workers): one xdist worker runs
+# them one after another (make test's --dist loadgroup), where side by side they put 6 CPU-bound processes on 2 cores.
+MANY_PROCESSES = "many_processes"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The slow tests first (each worker's order, which pytest-xdist hands out from): a 40 s test started last kept
     one core busy while the other had nothing left to run."""

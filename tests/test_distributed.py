@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import MANY_PROCESSES
 from scripts import run_script
 
 COMMON = ["data=digits", "trainer.max_epochs=2", "trainer.deterministic=true", "logger=csv",
@@ -43,6 +44,7 @@ def assert_one_run_dir_result_and_wandb_run_per_job(sweep: Path, seeds: list[int
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group(MANY_PROCESSES)
 def test_ddp_jobs_of_a_multirun_train_like_one_process_each_in_a_run_dir_of_its_own(tmp_path):
     # 1,280 training images: 20 global batches of 64, none short (a short last batch is padded on 2 processes).
     # No augmentation: its draws are keyed by each process's batch, so they differ from one process's draws.
@@ -67,6 +69,7 @@ def test_ddp_jobs_of_a_multirun_train_like_one_process_each_in_a_run_dir_of_its_
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group(MANY_PROCESSES)
 # One job under submitit, whose job process runs submitit's own script: its workers must still re-run train.py with
 # that job's config. (Each submitit job and each worker is a fresh interpreter, ~8 s of imports: a second submitit job
 # would add two for what the basic launcher's two jobs already show.)

@@ -27,7 +27,7 @@ from genlab.resume import check_named_run_dir
 from genlab.sweep import Plan, progress_line
 from genlab.threads import STUDY_THREADS_ENV, torch_threads
 
-from conftest import FAST, REPO, compose_config
+from conftest import FAST, MANY_PROCESSES, REPO, compose_config
 from scripts import ScriptProcess, processes_in_session, run_script, start_script
 
 ENV = {**os.environ, "WANDB_MODE": "offline", "NO_ALBUMENTATIONS_UPDATE": "1", "OMP_NUM_THREADS": "1"}
@@ -70,6 +70,7 @@ SWEEP_EPOCHS = 4  # each job's length: the sweep is stopped once job 0 has its f
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group(MANY_PROCESSES)
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds leftover processes through /proc")
 @pytest.mark.parametrize(("launcher", "signum", "to_group", "code", "stopped_job"),
                          [("basic", signal.SIGTERM, False, 143, 1), ("parallel", signal.SIGINT, True, 130, 0)],
