@@ -86,8 +86,21 @@ def uninterrupted(config: list[str], tmp_path_factory) -> tuple[dict, dict]:
 # Stopped in validation, the checkpoint holds a validation cut short: before, the resume skipped the rest of it (a
 # SIGTERM: no val row for that epoch, no checkpoint or early-stopping check) or validated only the batches left over
 # the loader's first ones (Ctrl+C in a step: a val/loss of part of the set). It must validate that epoch whole.
-STOPS = {"after_epoch_1": lambda: SigtermAt(), "mid_epoch_2": lambda: SigtermAt(step=STEPS_PER_EPOCH + 9),
-         "mid_validation_sigterm": lambda: SigtermAt(validation_batch=1), "mid_validation_ctrl_c": None}
+def with_callback(make_callback):
+    """A stop made by a callback that build_callbacks adds to the run's own."""
+    def stop(stopping: pytest.MonkeyPatch) -> None:
+        build_callbacks = pipeline.build_callbacks
+        stopping.setattr(pipeline, "build_callbacks", lambda *a, **k: [*build_callbacks(*a, **k), make_callback()])
+
+    return stop
+
+
+# Each way of stopping: what it patches for the stopped run.
+STOPS = {"after_epoch_1": with_callback(SigtermAt),
+         "mid_epoch_2": with_callback(lambda: SigtermAt(step=STEPS_PER_EPOCH + 9)),
+         "mid_validation_sigterm": with_callback(lambda: SigtermAt(validation_batch=1)),
+         "mid_validation_ctrl_c": lambda stopping: stopping.setattr(ImageClassifier, "validation_step",
+                                                                    ctrl_c_in_validation_step(batch=1))}
 
 
 @pytest.mark.slow
@@ -102,11 +115,7 @@ def test_an_interrupted_and_resumed_run_equals_the_uninterrupted_one(tmp_path, t
 
     sigint = signal.getsignal(signal.SIGINT)  # Lightning ignores SIGINT after a KeyboardInterrupt: given back below
     with monkeypatch.context() as stopping:
-        if STOPS[stop] is None:
-            stopping.setattr(ImageClassifier, "validation_step", ctrl_c_in_validation_step(batch=1))
-        else:
-            build_callbacks = pipeline.build_callbacks
-            stopping.setattr(pipeline, "build_callbacks", lambda *a, **k: [*build_callbacks(*a, **k), STOPS[stop]()])
+        STOPS[stop](stopping)
         step = STEPS_PER_EPOCH + 9 if stop == "mid_epoch_2" else STEPS_PER_EPOCH
         try:
             with pytest.raises(RunFailed, match=f"interrupted at step {step}"):
