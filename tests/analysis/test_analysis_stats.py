@@ -57,6 +57,15 @@ def test_interval_is_clipped_to_the_metrics_range():
     assert summarize(values).ci_high == pytest.approx(high)  # unbounded by default
 
 
+def test_a_mean_rounded_past_the_range_keeps_an_interval_around_it():
+    # torchmetrics' balanced (macro) accuracy of a perfect run, in float32 (measured on a default digits run)
+    perfect = float(np.float32(1.0000001))
+    s = summarize([perfect, perfect, perfect], bounds=(0.0, 1.0))
+    assert s.ci_low == s.mean == s.ci_high == perfect  # before: ci_high 1.0 below the mean, an inverted interval
+    s = summarize([perfect, 0.99, 0.98], bounds=(0.0, 1.0))
+    assert s.ci_low <= s.mean <= s.ci_high == 1.0
+
+
 def test_paired_test_matches_scipy_ttest_rel():
     a, b = [0.91, 0.93, 0.90, 0.95], [0.90, 0.90, 0.89, 0.91]
     t, p = paired_t_test(a, b)

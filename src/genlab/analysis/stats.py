@@ -32,7 +32,9 @@ def summarize(values: list[float], confidence: float = 0.95, bounds: tuple[float
         return Summary(1, mean, math.nan, math.nan, math.nan)
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
     half = scipy_stats.t.ppf(0.5 + confidence / 2, df=n - 1) * std / math.sqrt(n)
-    return Summary(n, mean, std, max(mean - half, bounds[0]), min(mean + half, bounds[1]))
+    # A float32 metric can overshoot its range by a rounding (torchmetrics' balanced accuracy of a perfect run is
+    # 1.0000001): the clip never cuts the interval past its own mean, which would invert it.
+    return Summary(n, mean, std, max(mean - half, min(bounds[0], mean)), min(mean + half, max(bounds[1], mean)))
 
 
 def is_constant(values: list[float]) -> bool:
