@@ -9,8 +9,9 @@ import math
 import pytest
 from scipy import stats
 
-from genlab.analysis.measure_correlations import (coupled_pairs, coupled_sign_error, correlate, gap_of,
-                                                  granulated_psi, kendall_tau)
+from genlab.analysis import figures
+from genlab.analysis.measure_correlations import (coupled_pairs, coupled_sign_error, correlate, figure_landscapes,
+                                                  figure_measures, gap_of, granulated_psi, kendall_tau)
 from genlab.analysis.report import main
 
 from test_analysis_report_statistics import load, write_run
@@ -104,6 +105,25 @@ def test_compare_with_measures_adds_the_section_and_figure(study, tmp_path, caps
     assert "## Which measure predicts the gap" in report and "model.dropout, optimizer.lr" in report
     assert (out / "measures.png").stat().st_size > 0 and "Which measure predicts the gap" in (out / "report.html").read_text()
     assert "sharp" in capsys.readouterr().out
+
+
+def test_both_measure_figures_order_a_numeric_key_by_its_value(tmp_path, monkeypatch):
+    root = tmp_path / "lrs"
+    lrs = (0.1, 1e-05, 0.01, 0.001)  # as text: 0.001 < 0.01 < 0.1 < 1e-05
+    for i, lr in enumerate(lrs):
+        run_dir = write_run(root, f"lr{i}", 1, {"gap/acc": 0.1 + i / 100, "test/acc": 0.9, "measures/norm": 1.0 + i},
+                            optimizer__lr=lr)
+        record = json.loads((run_dir / "results.json").read_text())
+        record["measures"] = {"landscape": {"init_line": {"alpha": [0.0, 1.0], "loss": [2.3, 0.1 + i]}}}
+        (run_dir / "results.json").write_text(json.dumps(record))
+    drawn = []
+    monkeypatch.setattr(figures, "save", lambda fig, path: drawn.append(fig) or path)
+    runs = load(root)
+    figure_measures(runs, correlate(runs, "gap/acc", ["optimizer.lr"]), "gap/acc", "optimizer.lr", tmp_path / "m.png")
+    figure_landscapes(runs, ["optimizer.lr", "seed"], tmp_path / "l.png")
+    in_order = [f"optimizer.lr={lr}" for lr in sorted(lrs)]
+    assert [t.get_text() for t in drawn[0].legends[0].get_texts()] == in_order
+    assert [t.get_text() for t in drawn[1].legends[0].get_texts()] == in_order
 
 
 def test_the_gap_is_the_compared_weights():

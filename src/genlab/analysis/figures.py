@@ -50,7 +50,9 @@ def show_value(value: Any) -> str:
     return "[" + ",".join(map(str, value)) + "]" if isinstance(value, tuple) else str(value)
 
 
-def _sortable(value: Any) -> tuple:
+def sortable(value: Any) -> tuple:
+    """A config value's place in a legend or an axis: numbers by size (0.001 before 0.01 before 0.1), then the rest
+    as text."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return 0, float(value), ""
     return 1, 0.0, show_value(value)
@@ -59,7 +61,7 @@ def _sortable(value: Any) -> tuple:
 def group_colors(groups: list[Group]) -> dict[str, str]:
     """Group label -> colour, assigned in the order of the grouping values (not the ranking), so a group keeps its
     colour in every figure and the table, and when a rerun changes the ranking."""
-    order = sorted(groups, key=lambda g: tuple(_sortable(v) for _, v in g.values))
+    order = sorted(groups, key=lambda g: tuple(sortable(v) for _, v in g.values))
     palette = PALETTE
     if len(order) > len(PALETTE):
         from matplotlib import colormaps

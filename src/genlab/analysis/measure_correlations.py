@@ -145,7 +145,8 @@ def figure_measures(runs: list[Run], rows: list[MeasureRow], gap: str, color_key
     if not rows:
         return None
     completed = [r for r in runs if r.status == "completed" and gap in r.metrics]
-    values = sorted({figures.show_value(r.config.get(color_key)) for r in completed}) if color_key else ["all runs"]
+    raw = {figures.show_value(r.config.get(color_key)): r.config.get(color_key) for r in completed} if color_key else {}
+    values = sorted(raw, key=lambda shown: figures.sortable(raw[shown])) if color_key else ["all runs"]
     palette = dict(zip(values, figures.PALETTE * (len(values) // len(figures.PALETTE) + 1)))
     columns = min(4, len(rows))
     lines = math.ceil(len(rows) / columns)
@@ -185,11 +186,13 @@ def figure_landscapes(runs: list[Run], axes: list[str], path: Path) -> Path | No
     values of the varied keys), the mean over its seeds."""
     keys = [k for k in axes if k != "seed"]
     groups: dict[str, list[dict]] = {}
+    order: dict[str, tuple] = {}
     for run in runs:
         curves = recorded_landscape(run)
         if curves:
             label = ", ".join(f"{k}={figures.show_value(run.config.get(k))}" for k in keys) or "all runs"
             groups.setdefault(label, []).append(curves)
+            order[label] = tuple(figures.sortable(run.config.get(k)) for k in keys)
     if not groups:
         return None
     fig = figures.new_figure(10, 4.2)
@@ -198,7 +201,7 @@ def figure_landscapes(runs: list[Run], axes: list[str], path: Path) -> Path | No
               "random_direction": "along a filter-normalised random direction"}
     colours = figures.PALETTE * (len(groups) // len(figures.PALETTE) + 1)
     for ax, (line, title) in zip(panels, titles.items()):
-        for colour, (label, members) in zip(colours, sorted(groups.items())):
+        for colour, (label, members) in zip(colours, sorted(groups.items(), key=lambda group: order[group[0]])):
             having = [m[line] for m in members if line in m]
             if having:
                 mean = [sum(losses) / len(having) for losses in zip(*(h["loss"] for h in having))]
